@@ -1,0 +1,1 @@
+//! Virtual CCID readers and cards.

@@ -1,0 +1,3 @@
+//! Device names pcscd passes to IFDHCreateChannelByName.
+
+#![forbid(unsafe_code)]

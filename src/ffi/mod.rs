@@ -1,0 +1,1 @@
+//! The C ABI pcscd binds: ten IFDH* functions.

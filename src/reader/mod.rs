@@ -1,0 +1,3 @@
+//! Readers: Luns, devices, slots and the exchange path.
+
+#![forbid(unsafe_code)]

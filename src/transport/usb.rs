@@ -1,0 +1,1 @@
+//! USB transport on rusb.
