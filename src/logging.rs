@@ -33,3 +33,8 @@ pub fn comm(direction: &str, lun: u64, bytes: &[u8]) {
         log::debug!(target: "ccid::comm", "{direction} lun: {lun:X}, {}", hex(bytes));
     }
 }
+
+/// Applies the configured log level (idempotent).
+pub fn init() {
+    set_level(crate::config::global().log_level);
+}

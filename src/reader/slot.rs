@@ -1,0 +1,447 @@
+//! One card slot of a reader: power, presence, protocol selection, APDU
+//! transmission and capabilities, driving the sans-IO engines through the
+//! device's exchange path.
+
+use super::device::{Device, DEFAULT_TIMEOUT};
+use crate::config::{Config, DriverOptions, PowerVoltage};
+use crate::error::{Error, Result};
+use crate::ifd::{tag, MAX_ATR_SIZE};
+use crate::proto::descriptor::{ExchangeLevel, Features};
+use crate::proto::message::{Command, CommandStatus, IccStatus, Response, SlotError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Time allowed for a card to answer to reset (an ATR at 9600 bps and the
+/// reader's own activation sequence; libccid allows 60 s).
+const POWER_ON_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest response APDU: 65 536 data bytes and SW1 SW2.
+pub const MAX_RESPONSE_APDU: usize = 65538;
+
+/// What IFDHICCPresence reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// A card is present.
+    Present,
+    /// No card (or the card was swapped since it was powered).
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    /// Never powered since the channel was created.
+    Never,
+    /// Powered up by the driver.
+    Up,
+    /// Powered down by the driver.
+    Down,
+}
+
+/// Per-slot state.
+#[derive(Debug)]
+pub(crate) struct SlotState {
+    pub(crate) atr: Vec<u8>,
+    power: Power,
+    /// The protocol selected by IFDHSetProtocolParameters (SCARD_PROTOCOL_*).
+    pub(crate) protocol: Option<u32>,
+    /// Timeout of card exchanges.
+    pub(crate) card_timeout: Duration,
+}
+
+/// The value of a capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// Bytes to copy into the caller's buffer.
+    Bytes(Vec<u8>),
+    /// A success with nothing to return (`*Length = 0`).
+    Empty,
+    /// The polling callback (TAG_IFD_POLLING_THREAD_WITH_TIMEOUT).
+    PollingFunction,
+    /// The sleeping callback for readers without card events (ICCD).
+    SleepFunction,
+    /// The stop callback (TAG_IFD_STOP_POLLING_THREAD).
+    StopPollingFunction,
+}
+
+/// A card slot.
+#[derive(Debug)]
+pub struct Slot {
+    /// The reader.
+    pub device: Arc<Device>,
+    /// Slot index (bSlot).
+    pub index: u8,
+    /// The Lun pcscd uses for this slot.
+    pub lun: u64,
+    state: Mutex<SlotState>,
+    config: Config,
+}
+
+/// Maps a failed command status to an error.
+pub fn check_status(resp: &Response) -> Result<()> {
+    if resp.status.command() != CommandStatus::Failed {
+        return Ok(());
+    }
+    Err(match resp.error {
+        SlotError::ICC_MUTE if resp.status.icc() == IccStatus::Absent => Error::IccAbsent,
+        SlotError::ICC_MUTE => Error::IccMute,
+        SlotError::XFR_PARITY_ERROR => Error::Parity,
+        SlotError::CMD_NOT_SUPPORTED => Error::CommandNotSupported,
+        error => Error::Slot {
+            error,
+            status: resp.status,
+        },
+    })
+}
+
+impl Slot {
+    /// A slot of `device`.
+    pub fn new(device: Arc<Device>, index: u8, lun: u64, config: Config) -> Slot {
+        Slot {
+            device,
+            index,
+            lun,
+            state: Mutex::new(SlotState {
+                atr: Vec::new(),
+                power: Power::Never,
+                protocol: None,
+                card_timeout: DEFAULT_TIMEOUT,
+            }),
+            config,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn exchange(&self, cmd: &Command, timeout: Duration) -> Result<Response> {
+        self.device.exchange(self.index, cmd, timeout)
+    }
+
+    /// The cached ATR (empty when the card is not powered).
+    pub fn atr(&self) -> Vec<u8> {
+        self.lock().atr.clone()
+    }
+
+    /// The driver configuration this slot was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Voltages to try, in order (CCID §6.1.1 bPowerSelect), from the
+    /// configured start voltage and the reader's `bVoltageSupport`.
+    pub fn voltage_sequence(&self) -> Vec<u8> {
+        let d = &self.device.caps().descriptor;
+        let f = Features::from_bits_retain(d.dwFeatures);
+        if f.intersects(Features::AUTO_VOLTAGE | Features::AUTO_ACTIVATION)
+            || self.config.power_voltage() == PowerVoltage::Auto
+        {
+            return vec![0];
+        }
+        let order: [u8; 3] = match self.config.power_voltage() {
+            PowerVoltage::V5 | PowerVoltage::Auto => [1, 3, 2],
+            PowerVoltage::V3 => [2, 1, 3],
+            PowerVoltage::V1_8 => [3, 2, 1],
+        };
+        let support = d.bVoltageSupport & 0x07;
+        if support == 0 {
+            return vec![order[0]];
+        }
+        let bit = |v: u8| match v {
+            1 => 0x01,
+            2 => 0x02,
+            _ => 0x04,
+        };
+        order
+            .iter()
+            .copied()
+            .filter(|v| support & bit(*v) != 0)
+            .collect()
+    }
+
+    /// Powers the card up (or resets it) and returns its ATR.
+    pub fn power_up(&self) -> Result<Vec<u8>> {
+        let mut st = self.lock();
+        let mut last = Error::PowerAction("no voltage to try".into());
+        for v in self.voltage_sequence() {
+            let resp = self.exchange(&Command::IccPowerOn { power_select: v }, POWER_ON_TIMEOUT);
+            match resp.and_then(|r| check_status(&r).map(|_| r)) {
+                Ok(r) => {
+                    let mut atr = r.data;
+                    atr.truncate(MAX_ATR_SIZE);
+                    st.atr = atr.clone();
+                    st.power = Power::Up;
+                    st.protocol = None;
+                    st.card_timeout = DEFAULT_TIMEOUT;
+                    return Ok(atr);
+                }
+                Err(e @ (Error::NoDevice | Error::IccAbsent)) => {
+                    st.atr.clear();
+                    return Err(e);
+                }
+                Err(e) => {
+                    log::info!("power on at bPowerSelect {v} failed: {e}");
+                    last = e;
+                }
+            }
+        }
+        st.atr.clear();
+        Err(match last {
+            Error::Timeout { .. } | Error::Transport(_) => last,
+            e => Error::PowerAction(e.to_string()),
+        })
+    }
+
+    /// Powers the card down.
+    pub fn power_down(&self) -> Result<()> {
+        let mut st = self.lock();
+        st.atr.clear();
+        st.power = Power::Down;
+        st.protocol = None;
+        let r = self.exchange(&Command::IccPowerOff, DEFAULT_TIMEOUT)?;
+        check_status(&r).map_err(|e| Error::PowerAction(e.to_string()))
+    }
+
+    /// Card presence, as pcscd polls it. A card swapped between two polls
+    /// (found inactive after the driver powered it) is reported absent once.
+    pub fn presence(&self) -> Result<Presence> {
+        let mut st = self.lock();
+        let r = self.exchange(&Command::GetSlotStatus, DEFAULT_TIMEOUT)?;
+        if r.status.command() == CommandStatus::Failed && r.error != SlotError::ICC_MUTE {
+            check_status(&r)?;
+        }
+        match r.status.icc() {
+            IccStatus::Active => Ok(Presence::Present),
+            IccStatus::Inactive => {
+                if st.power == Power::Up {
+                    st.power = Power::Never;
+                    st.atr.clear();
+                    st.protocol = None;
+                    Ok(Presence::Absent)
+                } else {
+                    Ok(Presence::Present)
+                }
+            }
+            IccStatus::Absent => {
+                st.atr.clear();
+                st.protocol = None;
+                if st.power == Power::Up {
+                    st.power = Power::Never;
+                }
+                Ok(Presence::Absent)
+            }
+            IccStatus::Reserved => Err(Error::Unexpected {
+                what: "bmICCStatus",
+                expected: 2,
+                got: u32::from(r.status.0 & 3),
+            }),
+        }
+    }
+
+    /// Sends one XfrBlock and returns the DataBlock's data, status checked.
+    pub(crate) fn xfr_block(
+        &self,
+        level: u16,
+        data: &[u8],
+        bwi: u8,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let r = self.exchange(
+            &Command::XfrBlock {
+                bwi,
+                level,
+                data: data.to_vec(),
+            },
+            timeout,
+        )?;
+        check_status(&r)?;
+        Ok(r)
+    }
+
+    /// Transmits an APDU (or TPDU) to the card and returns the response.
+    pub fn transmit(&self, protocol: u32, tx: &[u8]) -> Result<Vec<u8>> {
+        if tx.is_empty() {
+            return Err(Error::InvalidArgument("empty command"));
+        }
+        let st = self.lock();
+        if st.atr.is_empty() {
+            return Err(Error::IccAbsent);
+        }
+        let timeout = st.card_timeout;
+        drop(st);
+        let level = self.device.caps().level();
+        match (level, protocol) {
+            (ExchangeLevel::ExtendedApdu, _) => self.transmit_extended(tx, timeout),
+            (ExchangeLevel::ShortApdu, _)
+            | (ExchangeLevel::Tpdu, crate::ifd::protocol::SCARD_PROTOCOL_T0) => {
+                self.transmit_single(tx, timeout)
+            }
+            (ExchangeLevel::Tpdu, crate::ifd::protocol::SCARD_PROTOCOL_RAW) => {
+                self.transmit_single(tx, timeout)
+            }
+            (ExchangeLevel::Tpdu, _) | (ExchangeLevel::Character, _) => {
+                super::protocol::transmit_engine(self, protocol, tx, timeout)
+            }
+        }
+    }
+
+    /// One XfrBlock carrying the whole command (short APDU, T=0 TPDU).
+    fn transmit_single(&self, tx: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let max = self.device.caps().max_data();
+        if tx.len() > max {
+            log::error!(
+                "command of {} bytes exceeds the reader's {} bytes",
+                tx.len(),
+                max
+            );
+            return Err(Error::NotSupported(format!(
+                "command of {} bytes is longer than the reader accepts ({max})",
+                tx.len()
+            )));
+        }
+        Ok(self.xfr_block(0, tx, 0, timeout)?.data)
+    }
+
+    /// Extended APDU level: command chaining through `wLevelParameter`
+    /// and response chaining through `bChainParameter` (CCID §6.1.4).
+    fn transmit_extended(&self, tx: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let chunk = self.device.caps().max_data().max(1);
+        let mut resp = if tx.len() <= chunk {
+            self.xfr_block(0, tx, 0, timeout)?
+        } else {
+            let parts: Vec<&[u8]> = tx.chunks(chunk).collect();
+            let last = parts.len() - 1;
+            let mut r = None;
+            for (i, p) in parts.iter().enumerate() {
+                let level = match i {
+                    0 => 0x01,
+                    i if i == last => 0x02,
+                    _ => 0x03,
+                };
+                let got = self.xfr_block(level, p, 0, timeout)?;
+                if i != last && !got.data.is_empty() {
+                    return Err(Error::Protocol(format!(
+                        "reader answered {} bytes to a chained command block",
+                        got.data.len()
+                    )));
+                }
+                r = Some(got);
+            }
+            r.ok_or(Error::InvalidArgument("empty command"))?
+        };
+        let mut out = std::mem::take(&mut resp.data);
+        let mut chain = resp.chain_parameter();
+        let mut rounds = 0usize;
+        while matches!(chain, 0x01 | 0x03 | 0x10) {
+            rounds += 1;
+            if out.len() > MAX_RESPONSE_APDU || rounds > MAX_RESPONSE_APDU {
+                return Err(Error::Protocol(
+                    "response chaining exceeds 65538 bytes".into(),
+                ));
+            }
+            let next = self.xfr_block(0x10, &[], 0, timeout)?;
+            out.extend_from_slice(&next.data);
+            chain = next.chain_parameter();
+        }
+        if out.len() > MAX_RESPONSE_APDU {
+            return Err(Error::Protocol("response longer than 65538 bytes".into()));
+        }
+        Ok(out)
+    }
+
+    /// Sends a raw Escape command (PC_to_RDR_Escape) and returns its answer.
+    pub fn escape(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let r = self.exchange(
+            &Command::Escape {
+                data: data.to_vec(),
+            },
+            timeout,
+        )?;
+        check_status(&r)?;
+        Ok(r.data)
+    }
+
+    /// The value of a capability tag (IFDHGetCapabilities).
+    pub fn capability(&self, t: u32) -> Result<Capability> {
+        let dev = &self.device;
+        let info = dev.info();
+        let iccd = info.interface_protocol == 1 || info.interface_protocol == 2;
+        Ok(match t {
+            tag::TAG_IFD_ATR | tag::SCARD_ATTR_ATR_STRING => Capability::Bytes(self.atr()),
+            tag::SCARD_ATTR_ICC_INTERFACE_STATUS => {
+                let present = matches!(self.presence(), Ok(Presence::Present));
+                Capability::Bytes(vec![u8::from(present)])
+            }
+            tag::SCARD_ATTR_ICC_PRESENCE => {
+                let present = matches!(self.presence(), Ok(Presence::Present));
+                Capability::Bytes(vec![if present { 2 } else { 0 }])
+            }
+            tag::TAG_IFD_SIMULTANEOUS_ACCESS => Capability::Bytes(vec![255]),
+            tag::TAG_IFD_THREAD_SAFE => {
+                Capability::Bytes(vec![u8::from(!cfg!(target_os = "macos"))])
+            }
+            tag::TAG_IFD_SLOTS_NUMBER => {
+                Capability::Bytes(vec![u8::try_from(dev.slot_count()).unwrap_or(u8::MAX)])
+            }
+            // Commands of different slots are routed by (bSlot, bSeq) and
+            // limited to bMaxCCIDBusySlots inside the driver, so pcscd need
+            // not serialize the slots itself.
+            tag::TAG_IFD_SLOT_THREAD_SAFE => Capability::Bytes(vec![1]),
+            tag::SCARD_ATTR_VENDOR_IFD_VERSION => {
+                Capability::Bytes((u32::from(info.bcd_device) << 16).to_ne_bytes().to_vec())
+            }
+            tag::SCARD_ATTR_VENDOR_NAME => nul_string(info.manufacturer.as_deref()),
+            tag::SCARD_ATTR_VENDOR_IFD_SERIAL_NO => nul_string(info.serial.as_deref()),
+            tag::SCARD_ATTR_MAXINPUT => {
+                Capability::Bytes((dev.caps().max_data() as u32).to_ne_bytes().to_vec())
+            }
+            tag::TAG_IFD_POLLING_THREAD_WITH_TIMEOUT => {
+                if iccd {
+                    Capability::SleepFunction
+                } else if dev.has_card_events() {
+                    Capability::PollingFunction
+                } else {
+                    Capability::Empty
+                }
+            }
+            tag::TAG_IFD_POLLING_THREAD_KILLABLE => {
+                if iccd {
+                    Capability::Bytes(vec![1])
+                } else {
+                    Capability::Empty
+                }
+            }
+            tag::TAG_IFD_STOP_POLLING_THREAD => {
+                if !iccd && dev.has_card_events() {
+                    Capability::StopPollingFunction
+                } else {
+                    Capability::Empty
+                }
+            }
+            tag::TAG_IFD_DEVICE_REMOVED => Capability::Bytes(vec![1]),
+            tag::SCARD_ATTR_CHANNEL_ID => {
+                let v = (0x0020u32 << 16) | (u32::from(info.bus) << 8) | u32::from(info.address);
+                Capability::Bytes(v.to_ne_bytes().to_vec())
+            }
+            other => return Err(Error::UnknownTag(other)),
+        })
+    }
+
+    /// Whether raw Escape commands from applications are allowed.
+    pub fn escape_allowed(&self) -> bool {
+        self.config
+            .driver_options
+            .contains(DriverOptions::CCID_EXCHANGE_AUTHORIZED)
+    }
+}
+
+fn nul_string(s: Option<&str>) -> Capability {
+    match s {
+        Some(s) if !s.is_empty() => {
+            let mut v = s.as_bytes().to_vec();
+            v.push(0);
+            Capability::Bytes(v)
+        }
+        _ => Capability::Empty,
+    }
+}

@@ -1,0 +1,292 @@
+//! Unit tests of the exchange path and slot operations against scripted
+//! devices: stale and misaddressed frames, zero-length packets, malformed
+//! frames, time extensions, removal.
+
+use super::device::{Device, OpenOptions};
+use super::exchange::{ExchangeLimits, Exchanger};
+use super::testing::Scripted;
+use crate::error::Error;
+use crate::proto::descriptor::CcidDescriptor;
+use crate::proto::message::{Command, Header, MessageType, Response, SlotError, Status};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn answer(cmd: &[u8], msg: MessageType, status: u8, error: u8, data: &[u8]) -> Vec<u8> {
+    let h = Header::parse(cmd).unwrap();
+    Response {
+        message_type: msg,
+        slot: h.slot,
+        seq: h.seq,
+        status: Status(status),
+        error: SlotError(error),
+        specific: 0,
+        data: data.to_vec(),
+    }
+    .encode()
+}
+
+fn limits(ms: u64) -> ExchangeLimits {
+    ExchangeLimits::new(Duration::from_millis(ms), Duration::from_secs(5))
+}
+
+fn with_seq(mut f: Vec<u8>, seq: u8) -> Vec<u8> {
+    f[6] = seq;
+    f
+}
+
+#[test]
+fn stale_zlp_and_foreign_frames_never_become_the_answer() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        let good = answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0, 0, &[]);
+        let stale = with_seq(
+            good.clone(),
+            Header::parse(cmd).unwrap().seq.wrapping_sub(1),
+        );
+        let mut other_slot = good.clone();
+        other_slot[5] = 7;
+        vec![vec![], stale, other_slot, vec![], good]
+    }));
+    let ex = Exchanger::new(t.clone(), 1, 0);
+    let r = ex
+        .exchange(0, &Command::GetSlotStatus, limits(1000))
+        .unwrap();
+    assert_eq!(r.message_type, MessageType::RDR_TO_PC_SLOT_STATUS);
+    assert_eq!(r.seq, 0);
+    assert_eq!(ex.dropped_frames(), 4);
+}
+
+#[test]
+fn only_wrong_bseq_fails_with_a_communication_error_at_the_timeout() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        let good = answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0, 0, &[]);
+        vec![with_seq(good, 0x55)]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let start = Instant::now();
+    let e = ex
+        .exchange(0, &Command::GetSlotStatus, limits(200))
+        .unwrap_err();
+    assert!(matches!(e, Error::Unexpected { what: "bSeq", .. }), "{e:?}");
+    assert_eq!(e.code(), crate::ifd::IfdCode::CommunicationError);
+    assert!(start.elapsed() < Duration::from_millis(1200));
+}
+
+#[test]
+fn silence_is_a_timeout_within_the_bound() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |_| vec![]));
+    let ex = Exchanger::new(t, 1, 0);
+    let start = Instant::now();
+    let e = ex
+        .exchange(0, &Command::GetSlotStatus, limits(150))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    assert!(start.elapsed() < Duration::from_millis(1150));
+}
+
+#[test]
+fn short_frame_and_bad_length_are_errors_not_data() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |_| {
+        vec![vec![0x81, 0, 0]]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let e = ex
+        .exchange(0, &Command::GetSlotStatus, limits(1000))
+        .unwrap_err();
+    assert!(matches!(e, Error::Frame(_)), "{e:?}");
+
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        let mut f = answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0, 0, &[1, 2, 3]);
+        f[1] = 200; // dwLength larger than the frame
+        vec![f]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let e = ex
+        .exchange(
+            0,
+            &Command::XfrBlock {
+                bwi: 0,
+                level: 0,
+                data: vec![0; 4],
+            },
+            limits(1000),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Frame(_)), "{e:?}");
+    assert_eq!(e.code(), crate::ifd::IfdCode::CommunicationError);
+}
+
+#[test]
+fn wrong_message_type_is_rejected() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        vec![answer(cmd, MessageType::RDR_TO_PC_ESCAPE, 0, 0, &[])]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let e = ex
+        .exchange(0, &Command::GetSlotStatus, limits(1000))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Unexpected {
+                what: "bMessageType",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn endless_time_extension_stops_at_the_cap() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        (0..1000)
+            .map(|_| answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0x80, 1, &[]))
+            .collect()
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let start = Instant::now();
+    let lim = ExchangeLimits::new(Duration::from_millis(50), Duration::from_millis(300));
+    let e = ex.exchange(
+        0,
+        &Command::XfrBlock {
+            bwi: 0,
+            level: 0,
+            data: vec![1],
+        },
+        lim,
+    );
+    // The frames run out or the cap is hit: either way an error within the cap + slack.
+    assert!(e.is_err());
+    assert!(start.elapsed() < Duration::from_millis(1300));
+}
+
+#[test]
+fn time_extension_then_answer() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        vec![
+            answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0x80, 2, &[]),
+            answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0, 0, &[0x90, 0]),
+        ]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let r = ex
+        .exchange(
+            0,
+            &Command::XfrBlock {
+                bwi: 0,
+                level: 0,
+                data: vec![1],
+            },
+            limits(500),
+        )
+        .unwrap();
+    assert_eq!(r.data, vec![0x90, 0]);
+}
+
+#[test]
+fn unplug_fails_every_call_at_once() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |_| vec![]));
+    let ex = Arc::new(Exchanger::new(t.clone(), 1, 0));
+    let ex2 = ex.clone();
+    let h = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = ex2.exchange(0, &Command::GetSlotStatus, limits(30_000));
+        (r, start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    t.unplug();
+    let (r, took) = h.join().unwrap();
+    assert_eq!(r.unwrap_err(), Error::NoDevice);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let start = Instant::now();
+    assert_eq!(
+        ex.exchange(0, &Command::GetSlotStatus, limits(30_000))
+            .unwrap_err(),
+        Error::NoDevice
+    );
+    assert!(start.elapsed() < Duration::from_millis(10));
+}
+
+#[test]
+fn concurrent_slots_get_their_own_answers() {
+    // Answers are delivered in reverse order of the commands' slots.
+    let mut desc = CcidDescriptor::example();
+    desc.bMaxSlotIndex = 7;
+    desc.bMaxCCIDBusySlots = 8;
+    let pending: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let p2 = pending.clone();
+    let t = Arc::new(Scripted::new(desc, move |cmd| {
+        let h = Header::parse(cmd).unwrap();
+        let mut p = p2.lock().unwrap();
+        p.push(answer(
+            cmd,
+            MessageType::RDR_TO_PC_DATA_BLOCK,
+            0,
+            0,
+            &[h.slot, h.seq],
+        ));
+        if p.len() == 8 {
+            let mut all = std::mem::take(&mut *p);
+            all.reverse();
+            all
+        } else {
+            vec![]
+        }
+    }));
+    let ex = Arc::new(Exchanger::new(t, 8, 0));
+    let handles: Vec<_> = (0..8u8)
+        .map(|s| {
+            let ex = ex.clone();
+            std::thread::spawn(move || {
+                let r = ex
+                    .exchange(
+                        s,
+                        &Command::XfrBlock {
+                            bwi: 0,
+                            level: 0,
+                            data: vec![s],
+                        },
+                        limits(3000),
+                    )
+                    .unwrap();
+                assert_eq!(r.slot, s);
+                assert_eq!(r.data[0], s);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn device_open_power_and_transmit_short_apdu() {
+    let mut desc = CcidDescriptor::example();
+    desc.dwFeatures = 0x0002_04BA; // short APDU level
+    let t = Arc::new(Scripted::new(desc, |cmd| {
+        let (_, c) = Command::decode(cmd).unwrap();
+        vec![match c {
+            Command::GetSlotStatus => answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 1, 0, &[]),
+            Command::IccPowerOn { .. } => {
+                answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0, 0, &[0x3B, 0x00])
+            }
+            Command::XfrBlock { data, .. } => {
+                let mut d = data;
+                d.extend_from_slice(&[0x90, 0x00]);
+                answer(cmd, MessageType::RDR_TO_PC_DATA_BLOCK, 0, 0, &d)
+            }
+            _ => answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0x40, 0, &[]),
+        }]
+    }));
+    let dev = Device::open(t.clone(), "test", 0, &OpenOptions::default()).unwrap();
+    let slot = super::slot::Slot::new(dev, 0, 0, crate::config::Config::default());
+    assert_eq!(slot.presence().unwrap(), super::slot::Presence::Present);
+    assert_eq!(slot.power_up().unwrap(), vec![0x3B, 0x00]);
+    let r = slot.transmit(2, &[0, 0xA4, 0, 0]).unwrap();
+    assert_eq!(r, vec![0, 0xA4, 0, 0, 0x90, 0]);
+    // The card went inactive after we powered it: it was swapped.
+    assert_eq!(slot.presence().unwrap(), super::slot::Presence::Absent);
+    let too_long = vec![0u8; 300];
+    assert!(matches!(slot.transmit(2, &too_long), Err(Error::IccAbsent)));
+}
