@@ -63,7 +63,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { log_level: LogLevel::CRITICAL | LogLevel::INFO, driver_options: DriverOptions::empty() }
+        Config {
+            log_level: LogLevel::CRITICAL | LogLevel::INFO,
+            driver_options: DriverOptions::empty(),
+        }
     }
 }
 

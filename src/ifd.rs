@@ -153,16 +153,34 @@ mod tests {
     #[test]
     fn every_error_maps_to_its_code() {
         let cases: Vec<(Error, IfdCode)> = vec![
-            (Error::Transport(TransportError::NoDevice), IfdCode::NoSuchDevice),
-            (Error::Transport(TransportError::Timeout), IfdCode::ResponseTimeout),
-            (Error::Transport(TransportError::Pipe), IfdCode::CommunicationError),
-            (Error::Transport(TransportError::Io("x".into())), IfdCode::CommunicationError),
+            (
+                Error::Transport(TransportError::NoDevice),
+                IfdCode::NoSuchDevice,
+            ),
+            (
+                Error::Transport(TransportError::Timeout),
+                IfdCode::ResponseTimeout,
+            ),
+            (
+                Error::Transport(TransportError::Pipe),
+                IfdCode::CommunicationError,
+            ),
+            (
+                Error::Transport(TransportError::Io("x".into())),
+                IfdCode::CommunicationError,
+            ),
             (Error::NoDevice, IfdCode::NoSuchDevice),
             (Error::Timeout { ms: 5 }, IfdCode::ResponseTimeout),
             (Error::IccAbsent, IfdCode::IccNotPresent),
             (Error::IccMute, IfdCode::CommunicationError),
-            (Error::InsufficientBuffer { need: 3, have: 1 }, IfdCode::ErrorInsufficientBuffer),
-            (Error::ProtocolNotSupported("T=15".into()), IfdCode::ProtocolNotSupported),
+            (
+                Error::InsufficientBuffer { need: 3, have: 1 },
+                IfdCode::ErrorInsufficientBuffer,
+            ),
+            (
+                Error::ProtocolNotSupported("T=15".into()),
+                IfdCode::ProtocolNotSupported,
+            ),
             (Error::NotSupported("x".into()), IfdCode::ErrorNotSupported),
             (Error::CommandNotSupported, IfdCode::NotSupported),
             (Error::UnknownTag(0x1234), IfdCode::ErrorTag),
@@ -171,14 +189,27 @@ mod tests {
             (Error::PowerAction("x".into()), IfdCode::ErrorPowerAction),
             (Error::UnknownLun(7), IfdCode::NoSuchDevice),
             (Error::NoReader("x".into()), IfdCode::NoSuchDevice),
-            (Error::Refused("bogus firmware".into()), IfdCode::NoSuchDevice),
-            (Error::Frame(FrameError::Short { len: 3 }), IfdCode::CommunicationError),
             (
-                Error::Unexpected { what: "type", expected: 0x80, got: 0x81 },
+                Error::Refused("bogus firmware".into()),
+                IfdCode::NoSuchDevice,
+            ),
+            (
+                Error::Frame(FrameError::Short { len: 3 }),
                 IfdCode::CommunicationError,
             ),
             (
-                Error::Slot { error: SlotError::HW_ERROR, status: Status(0x40) },
+                Error::Unexpected {
+                    what: "type",
+                    expected: 0x80,
+                    got: 0x81,
+                },
+                IfdCode::CommunicationError,
+            ),
+            (
+                Error::Slot {
+                    error: SlotError::HW_ERROR,
+                    status: Status(0x40),
+                },
                 IfdCode::CommunicationError,
             ),
             (Error::Protocol("t1".into()), IfdCode::CommunicationError),
@@ -199,6 +230,9 @@ mod tests {
         assert_eq!(IfdCode::CommunicationError.value(), 612);
         assert_eq!(IfdCode::NoSuchDevice.value(), 617);
         assert_eq!(IfdCode::ErrorInsufficientBuffer.value(), 618);
-        assert_eq!(IfdCode::ErrorInsufficientBuffer.name(), "IFD_ERROR_INSUFFICIENT_BUFFER");
+        assert_eq!(
+            IfdCode::ErrorInsufficientBuffer.name(),
+            "IFD_ERROR_INSUFFICIENT_BUFFER"
+        );
     }
 }

@@ -65,13 +65,20 @@ impl<'a> Reader<'a> {
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let have = self.remaining();
         if n > have {
-            return Err(DecodeError::Short { what, need: n, have });
+            return Err(DecodeError::Short {
+                what,
+                need: n,
+                have,
+            });
         }
-        let out = self.buf.get(self.pos..self.pos + n).ok_or(DecodeError::Short {
-            what,
-            need: n,
-            have,
-        })?;
+        let out = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or(DecodeError::Short {
+                what,
+                need: n,
+                have,
+            })?;
         self.pos += n;
         Ok(out)
     }
@@ -163,7 +170,11 @@ mod tests {
         let mut r = Reader::new(&[1, 2]);
         assert_eq!(
             r.u32_le("dw"),
-            Err(DecodeError::Short { what: "dw", need: 4, have: 2 })
+            Err(DecodeError::Short {
+                what: "dw",
+                need: 4,
+                have: 2
+            })
         );
         // A failed read consumes nothing.
         assert_eq!(r.remaining(), 2);
@@ -175,6 +186,12 @@ mod tests {
     fn trailing_bytes_are_reported() {
         let mut r = Reader::new(&[1, 2]);
         r.u8("x").unwrap();
-        assert_eq!(r.finish("s"), Err(DecodeError::Trailing { what: "s", extra: 1 }));
+        assert_eq!(
+            r.finish("s"),
+            Err(DecodeError::Trailing {
+                what: "s",
+                extra: 1
+            })
+        );
     }
 }

@@ -179,7 +179,10 @@ impl CcidDescriptor {
             bMaxCCIDBusySlots: r.u8("bMaxCCIDBusySlots")?,
         };
         if usize::from(d.bLength) != CCID_DESCRIPTOR_LEN {
-            return Err(DecodeError::Invalid { what: "bLength", value: d.bLength.into() });
+            return Err(DecodeError::Invalid {
+                what: "bLength",
+                value: d.bLength.into(),
+            });
         }
         r.finish("CCID class descriptor")?;
         Ok(d)
@@ -316,9 +319,21 @@ mod tests {
 
     #[test]
     fn exchange_levels() {
-        assert_eq!(ExchangeLevel::from_features(0x0001_0230), ExchangeLevel::Tpdu);
-        assert_eq!(ExchangeLevel::from_features(0x0002_0000), ExchangeLevel::ShortApdu);
-        assert_eq!(ExchangeLevel::from_features(0x0000_00BA), ExchangeLevel::Character);
-        assert_eq!(ExchangeLevel::from_features(0x0006_0000), ExchangeLevel::ExtendedApdu);
+        assert_eq!(
+            ExchangeLevel::from_features(0x0001_0230),
+            ExchangeLevel::Tpdu
+        );
+        assert_eq!(
+            ExchangeLevel::from_features(0x0002_0000),
+            ExchangeLevel::ShortApdu
+        );
+        assert_eq!(
+            ExchangeLevel::from_features(0x0000_00BA),
+            ExchangeLevel::Character
+        );
+        assert_eq!(
+            ExchangeLevel::from_features(0x0006_0000),
+            ExchangeLevel::ExtendedApdu
+        );
     }
 }

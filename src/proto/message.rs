@@ -381,9 +381,11 @@ impl Command {
             }
             Command::Escape { data } => ([0, 0, 0], Cow::Borrowed(data.as_slice())),
             Command::IccClock { clock_command } => ([*clock_command, 0, 0], none),
-            Command::T0Apdu { changes, class_get_response, class_envelope } => {
-                ([*changes, *class_get_response, *class_envelope], none)
-            }
+            Command::T0Apdu {
+                changes,
+                class_get_response,
+                class_envelope,
+            } => ([*changes, *class_get_response, *class_envelope], none),
             Command::Mechanical { function } => ([*function, 0, 0], none),
             Command::SetDataRateAndClockFrequency { clock, rate } => {
                 let mut d = Vec::with_capacity(8);
@@ -424,24 +426,33 @@ impl Command {
             MessageType::PC_TO_RDR_ICC_POWER_ON => Command::IccPowerOn { power_select: s[0] },
             MessageType::PC_TO_RDR_ICC_POWER_OFF => Command::IccPowerOff,
             MessageType::PC_TO_RDR_GET_SLOT_STATUS => Command::GetSlotStatus,
-            MessageType::PC_TO_RDR_XFR_BLOCK => {
-                Command::XfrBlock { bwi: s[0], level, data: data.to_vec() }
-            }
+            MessageType::PC_TO_RDR_XFR_BLOCK => Command::XfrBlock {
+                bwi: s[0],
+                level,
+                data: data.to_vec(),
+            },
             MessageType::PC_TO_RDR_GET_PARAMETERS => Command::GetParameters,
             MessageType::PC_TO_RDR_RESET_PARAMETERS => Command::ResetParameters,
-            MessageType::PC_TO_RDR_SET_PARAMETERS => {
-                Command::SetParameters { protocol: s[0], data: data.to_vec() }
-            }
-            MessageType::PC_TO_RDR_ESCAPE => Command::Escape { data: data.to_vec() },
-            MessageType::PC_TO_RDR_ICC_CLOCK => Command::IccClock { clock_command: s[0] },
+            MessageType::PC_TO_RDR_SET_PARAMETERS => Command::SetParameters {
+                protocol: s[0],
+                data: data.to_vec(),
+            },
+            MessageType::PC_TO_RDR_ESCAPE => Command::Escape {
+                data: data.to_vec(),
+            },
+            MessageType::PC_TO_RDR_ICC_CLOCK => Command::IccClock {
+                clock_command: s[0],
+            },
             MessageType::PC_TO_RDR_T0_APDU => Command::T0Apdu {
                 changes: s[0],
                 class_get_response: s[1],
                 class_envelope: s[2],
             },
-            MessageType::PC_TO_RDR_SECURE => {
-                Command::Secure { bwi: s[0], level, data: data.to_vec() }
-            }
+            MessageType::PC_TO_RDR_SECURE => Command::Secure {
+                bwi: s[0],
+                level,
+                data: data.to_vec(),
+            },
             MessageType::PC_TO_RDR_MECHANICAL => Command::Mechanical { function: s[0] },
             MessageType::PC_TO_RDR_ABORT => Command::Abort,
             MessageType::PC_TO_RDR_SET_DATA_RATE_AND_CLOCK => {
@@ -450,7 +461,11 @@ impl Command {
                 let rate = r.u32_le("dwDataRate")?;
                 Command::SetDataRateAndClockFrequency { clock, rate }
             }
-            MessageType(t) => Command::Unknown { message_type: t, specific: s, data: data.to_vec() },
+            MessageType(t) => Command::Unknown {
+                message_type: t,
+                specific: s,
+                data: data.to_vec(),
+            },
         };
         Ok((header, cmd))
     }
@@ -536,7 +551,10 @@ impl Response {
         let h = Header::parse(frame)?;
         let data = frame.get(HEADER_LEN..).unwrap_or(&[]);
         if data.len() != h.length as usize {
-            return Err(FrameError::LengthMismatch { declared: h.length, actual: data.len() });
+            return Err(FrameError::LengthMismatch {
+                declared: h.length,
+                actual: data.len(),
+            });
         }
         Ok(Response {
             message_type: MessageType(h.message_type),
@@ -622,7 +640,11 @@ impl Notification {
             MessageType::RDR_TO_PC_NOTIFY_SLOT_CHANGE => {
                 let bitmap = r.rest().to_vec();
                 if bitmap.is_empty() {
-                    return Err(DecodeError::Short { what: "bmSlotICCState", need: 1, have: 0 });
+                    return Err(DecodeError::Short {
+                        what: "bmSlotICCState",
+                        need: 1,
+                        have: 0,
+                    });
                 }
                 Ok(Notification::SlotChange { bitmap })
             }
@@ -676,7 +698,11 @@ mod tests {
 
     #[test]
     fn xfr_block_round_trip() {
-        let c = Command::XfrBlock { bwi: 0, level: 0x10, data: vec![1, 2, 3] };
+        let c = Command::XfrBlock {
+            bwi: 0,
+            level: 0x10,
+            data: vec![1, 2, 3],
+        };
         let f = c.encode(2, 9);
         assert_eq!(&f[..10], &[0x6F, 3, 0, 0, 0, 2, 9, 0, 0x10, 0]);
         assert_eq!(Command::decode(&f).unwrap().1, c);
@@ -693,9 +719,15 @@ mod tests {
         let long = [0x80, 5, 0, 0, 0, 0, 7, 0, 0, 0, 1];
         assert!(matches!(
             Response::parse(&long),
-            Err(FrameError::LengthMismatch { declared: 5, actual: 1 })
+            Err(FrameError::LengthMismatch {
+                declared: 5,
+                actual: 1
+            })
         ));
-        assert!(matches!(Response::parse(&[0x80, 0]), Err(FrameError::Short { len: 2 })));
+        assert!(matches!(
+            Response::parse(&[0x80, 0]),
+            Err(FrameError::Short { len: 2 })
+        ));
     }
 
     #[test]
