@@ -531,3 +531,6 @@ extern "C" fn IFDHSleep(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
         rc(IfdCode::Success)
     })
 }
+
+#[cfg(test)]
+mod tests;
