@@ -84,13 +84,12 @@ fn create_channel_errors() {
 fn capabilities_with_short_and_null_buffers() {
     let lun = 0x10000;
     open(lun, "t:caps");
-    let mut len: DWORD = 0;
     let mut buf = [0u8; 64];
     assert_eq!(
         IFDHGetCapabilities(lun, 0x0FAE, std::ptr::null_mut(), buf.as_mut_ptr()),
         612
     );
-    len = 64;
+    let mut len: DWORD = 64;
     assert_eq!(
         IFDHGetCapabilities(lun, 0x0FAE, &mut len, buf.as_mut_ptr()),
         0
