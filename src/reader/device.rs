@@ -321,8 +321,12 @@ impl Device {
         let stop = self.interrupt_stop.clone();
         let events = self.events.clone();
         let transport = self.exchanger.transport().clone();
-        let size = usize::from(self.info.interrupt_packet_size.max(8))
-            .max(1 + self.slot_count().div_ceil(4));
+        // Read exactly the NotifySlotChange size rounded up to whole packets:
+        // a larger buffer would leave a transfer open when the message fills
+        // its last packet and the reader sends no short packet after it.
+        let packet = usize::from(self.info.interrupt_packet_size.max(1));
+        let expected = 1 + self.slot_count().div_ceil(4);
+        let size = expected.div_ceil(packet) * packet;
         let lun = self.lun_base;
         let spawned = std::thread::Builder::new()
             .name("ccid-interrupt".into())
