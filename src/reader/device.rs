@@ -158,13 +158,25 @@ impl Device {
             log::error!("{name}: invalid CCID class descriptor: {e}");
             Error::NoReader(format!("invalid CCID class descriptor: {e}"))
         })?;
-        let descriptor = raw.clone();
+        let mut descriptor = raw.clone();
+        let iccd = super::iccd::Version::from_protocol(info.interface_protocol);
+        if iccd == Some(super::iccd::Version::B)
+            && descriptor.exchange_level() == ExchangeLevel::ShortApdu
+        {
+            // ICCD version B chains data blocks like an extended-APDU reader.
+            descriptor.dwFeatures =
+                (descriptor.dwFeatures & !0x0007_0000) | ExchangeLevel::ExtendedApdu.feature_bits();
+        }
+        if iccd.is_some() {
+            let max = (super::iccd::MAX_BLOCK + 10) as u32;
+            descriptor.dwMaxCCIDMessageLength = descriptor.dwMaxCCIDMessageLength.clamp(11, max);
+        }
         let slot_count = descriptor.slot_count();
         let busy = match descriptor.bMaxCCIDBusySlots {
             0 | 1 => 1,
             n => usize::from(n).min(slot_count),
         };
-        let exchanger = Exchanger::new(transport, slot_count, lun_base);
+        let exchanger = Exchanger::new(transport, slot_count, lun_base).with_iccd(iccd);
         let mut data_rates = Vec::new();
         if descriptor.bNumDataRatesSupported != 0 {
             data_rates = get_data_rates(&exchanger, &info, descriptor.bNumDataRatesSupported)

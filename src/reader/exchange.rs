@@ -75,6 +75,8 @@ pub struct Exchanger {
     /// Lun of slot 0, for logs.
     lun_base: u64,
     read_buf_len: usize,
+    /// Set for ICCD tokens: commands go over the control pipe.
+    iccd: Option<super::iccd::Version>,
 }
 
 impl std::fmt::Debug for Exchanger {
@@ -99,7 +101,14 @@ impl Exchanger {
             gone: AtomicBool::new(false),
             lun_base,
             read_buf_len,
+            iccd: None,
         }
+    }
+
+    /// Carries commands over the control pipe (ICCD version A or B).
+    pub fn with_iccd(mut self, version: Option<super::iccd::Version>) -> Self {
+        self.iccd = version;
+        self
     }
 
     /// The transport.
@@ -147,6 +156,28 @@ impl Exchanger {
             return Err(Error::InvalidArgument("slot index"));
         }
         let seq = self.next_seq();
+        if let Some(version) = self.iccd {
+            let iccd = super::iccd::Iccd {
+                version,
+                transport: self.transport.as_ref(),
+                interface: u16::from(self.transport.info().interface_number),
+                deadline: Instant::now() + limits.timeout,
+            };
+            logging::comm(
+                "->",
+                self.lun_base + u64::from(slot),
+                &cmd.encode(slot, seq),
+            );
+            let _serial = self.lock();
+            return iccd.exchange(slot, seq, cmd).map_err(|e| match e {
+                Error::NoDevice => {
+                    drop(_serial);
+                    self.mark_gone();
+                    Error::NoDevice
+                }
+                e => e,
+            });
+        }
         let frame = cmd.encode(slot, seq);
         self.lock().waiters.insert((slot, seq), Waiter::default());
         let result = self.exchange_registered(slot, seq, cmd, &frame, limits);

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod device;
 pub mod exchange;
+pub mod iccd;
 pub mod protocol;
 pub mod registry;
 pub mod slot;

@@ -269,6 +269,10 @@ impl Slot {
         }
         let timeout = st.card_timeout;
         drop(st);
+        if self.device.info().interface_protocol == 1 {
+            // ICCD version A: the token runs T=0 itself (see iccd.rs).
+            return Ok(self.xfr_block(0, tx, 0, timeout)?.data);
+        }
         let level = self.device.caps().level();
         match (level, protocol) {
             (ExchangeLevel::ExtendedApdu, _) => self.transmit_extended(tx, timeout),
