@@ -27,6 +27,7 @@ pub mod error;
 pub mod ifd;
 pub mod iso7816;
 pub mod logging;
+pub mod pinpad;
 pub mod proto;
 pub mod reader;
 pub mod transport;
