@@ -4,7 +4,8 @@
 use super::device::Device;
 use super::slot::Slot;
 use crate::error::{Error, Result};
-use crate::proto::descriptor::ExchangeLevel;
+use crate::pinpad::{self, PinModify, PinVerify};
+use crate::proto::descriptor::{ExchangeLevel, PinSupport};
 use std::time::Duration;
 
 /// `SCARD_CTL_CODE(code)` on Linux and macOS pcsc-lite.
@@ -60,6 +61,25 @@ pub mod property {
 /// The features this slot advertises, as (tag, ioctl) pairs.
 pub fn features(slot: &Slot) -> Vec<(u8, u32)> {
     let mut v = Vec::new();
+    let pin = slot.device.caps().descriptor.pin_support();
+    if pin.contains(PinSupport::VERIFY) {
+        v.push((
+            feature::VERIFY_PIN_DIRECT,
+            feature_ioctl(feature::VERIFY_PIN_DIRECT),
+        ));
+    }
+    if pin.contains(PinSupport::MODIFY) {
+        v.push((
+            feature::MODIFY_PIN_DIRECT,
+            feature_ioctl(feature::MODIFY_PIN_DIRECT),
+        ));
+    }
+    if !pin.is_empty() {
+        v.push((
+            feature::IFD_PIN_PROPERTIES,
+            feature_ioctl(feature::IFD_PIN_PROPERTIES),
+        ));
+    }
     v.push((
         feature::GET_TLV_PROPERTIES,
         feature_ioctl(feature::GET_TLV_PROPERTIES),
@@ -122,6 +142,57 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
             out
         }
         c if c == feature_ioctl(feature::GET_TLV_PROPERTIES) => tlv_properties(slot),
+        c if c == feature_ioctl(feature::IFD_PIN_PROPERTIES) => {
+            let d = &slot.device.caps().descriptor;
+            if d.bPINSupport == 0 {
+                return Err(Error::NotSupported("the reader has no pinpad".into()));
+            }
+            pinpad::pin_properties(d.wLcdLayout, 0x07).to_vec()
+        }
+        c if c == feature_ioctl(feature::VERIFY_PIN_DIRECT) => {
+            if !slot
+                .device
+                .caps()
+                .descriptor
+                .pin_support()
+                .contains(PinSupport::VERIFY)
+            {
+                return Err(Error::NotSupported("the reader cannot verify PINs".into()));
+            }
+            if rx_capacity < 2 {
+                return Err(Error::InsufficientBuffer {
+                    need: 2,
+                    have: rx_capacity,
+                });
+            }
+            let v = PinVerify::parse(tx).map_err(|e| {
+                log::info!("VERIFY_PIN_DIRECT: {e}");
+                Error::NotSupported(e.to_string())
+            })?;
+            slot.secure(&v.ccid_data(), v.timeout())?
+        }
+        c if c == feature_ioctl(feature::MODIFY_PIN_DIRECT) => {
+            if !slot
+                .device
+                .caps()
+                .descriptor
+                .pin_support()
+                .contains(PinSupport::MODIFY)
+            {
+                return Err(Error::NotSupported("the reader cannot modify PINs".into()));
+            }
+            if rx_capacity < 2 {
+                return Err(Error::InsufficientBuffer {
+                    need: 2,
+                    have: rx_capacity,
+                });
+            }
+            let m = PinModify::parse(tx).map_err(|e| {
+                log::info!("MODIFY_PIN_DIRECT: {e}");
+                Error::NotSupported(e.to_string())
+            })?;
+            slot.secure(&m.ccid_data(), m.timeout())?
+        }
         IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE => {
             if !slot.escape_allowed() {
                 log::info!("Escape refused: ifdDriverOptions bit 0x01 is not set");

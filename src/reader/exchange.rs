@@ -194,7 +194,7 @@ impl Exchanger {
         limits: ExchangeLimits,
     ) -> Result<Response> {
         let lun = self.lun_base + u64::from(slot);
-        logging::comm("->", lun, frame);
+        log_out(lun, frame);
         if let Err(e) = self.transport.bulk_out(frame, WRITE_TIMEOUT) {
             return Err(self.transport_error(e));
         }
@@ -411,6 +411,49 @@ impl Exchanger {
         if st.waiters.len() == 1 {
             if let Some(w) = st.waiters.values_mut().next() {
                 w.mismatches += 1;
+            }
+        }
+    }
+}
+
+/// INS codes whose command data carries a PIN: VERIFY, CHANGE REFERENCE
+/// DATA, RESET RETRY COUNTER.
+const PIN_INS: [u8; 3] = [0x20, 0x24, 0x2C];
+
+/// The bytes of an outgoing frame that must never reach a log: the PIN
+/// template of a Secure command, and the data of PIN-carrying APDUs (sent
+/// as an APDU or inside a T=1 I-block).
+pub fn sensitive_range(frame: &[u8]) -> Option<std::ops::Range<usize>> {
+    let data = frame.get(HEADER_LEN..)?;
+    let start = match MessageType(*frame.first()?) {
+        MessageType::PC_TO_RDR_SECURE => {
+            // bPINOperation, the fixed PIN-structure fields, then the
+            // message indexes, prologue and APDU template.
+            HEADER_LEN + 15 + if data.first() == Some(&0) { 5 } else { 0 }
+        }
+        MessageType::PC_TO_RDR_XFR_BLOCK => {
+            if data.len() > 5 && PIN_INS.contains(&data[1]) {
+                HEADER_LEN + 5
+            } else if data.len() > 8 && data[1] & 0x80 == 0 && PIN_INS.contains(&data[4]) {
+                HEADER_LEN + 8
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    };
+    (start < frame.len()).then_some(start..frame.len())
+}
+
+/// Logs an outgoing frame at COMM level with its sensitive bytes masked.
+fn log_out(lun: u64, frame: &[u8]) {
+    match sensitive_range(frame) {
+        None => logging::comm("->", lun, frame),
+        Some(r) => {
+            if logging::level().contains(crate::config::LogLevel::COMM) {
+                let shown = frame.get(..r.start).unwrap_or(frame);
+                let masked = "** ".repeat(r.len());
+                log::debug!(target: "ccid::comm", "-> lun: {lun:X}, {}{masked}", logging::hex(shown));
             }
         }
     }

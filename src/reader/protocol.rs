@@ -39,3 +39,12 @@ pub fn transmit_engine(
         "protocol {protocol:#x} at this exchange level"
     )))
 }
+
+/// Secure PIN entry on a TPDU reader with a T=1 card: the CCID command
+/// must carry a T=1 block (prologue in bTeoPrologue), and the answer is a
+/// T=1 block to check and unwrap.
+pub fn secure_t1(_slot: &Slot, _data: &[u8], _timeout: Duration) -> Result<Vec<u8>> {
+    Err(Error::ProtocolNotSupported(
+        "secure PIN entry over T=1 at TPDU level".into(),
+    ))
+}

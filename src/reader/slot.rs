@@ -353,6 +353,38 @@ impl Slot {
         Ok(out)
     }
 
+    /// Secure PIN entry (PC_to_RDR_Secure) with `data` = bPINOperation and
+    /// the CCID PIN structure. A cancelled or timed-out entry is returned as
+    /// the status word applications expect (64 01 / 64 00).
+    pub fn secure(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let st = self.lock();
+        if st.atr.is_empty() {
+            return Err(Error::IccAbsent);
+        }
+        let protocol = st.protocol;
+        drop(st);
+        if self.device.caps().level() == ExchangeLevel::Tpdu
+            && protocol == Some(crate::ifd::protocol::SCARD_PROTOCOL_T1)
+        {
+            return super::protocol::secure_t1(self, data, timeout);
+        }
+        let r = self.exchange(
+            &Command::Secure {
+                bwi: 0,
+                level: 0,
+                data: data.to_vec(),
+            },
+            timeout,
+        )?;
+        if r.status.command() == CommandStatus::Failed {
+            if let Some(sw) = crate::pinpad::pin_error_sw(r.error.0) {
+                return Ok(sw.to_vec());
+            }
+        }
+        check_status(&r)?;
+        Ok(r.data)
+    }
+
     /// Sends a raw Escape command (PC_to_RDR_Escape) and returns its answer.
     pub fn escape(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let r = self.exchange(

@@ -290,3 +290,38 @@ fn device_open_power_and_transmit_short_apdu() {
     let too_long = vec![0u8; 300];
     assert!(matches!(slot.transmit(2, &too_long), Err(Error::IccAbsent)));
 }
+
+#[test]
+fn pin_bytes_are_masked_in_frame_dumps() {
+    use super::exchange::sensitive_range;
+    let verify = Command::XfrBlock {
+        bwi: 0,
+        level: 0,
+        data: vec![0x00, 0x20, 0x00, 0x81, 0x04, b'1', b'2', b'3', b'4'],
+    }
+    .encode(0, 1);
+    assert_eq!(sensitive_range(&verify), Some(15..19));
+    let t1 = Command::XfrBlock {
+        bwi: 0,
+        level: 0,
+        data: vec![
+            0x00, 0x00, 0x09, 0x00, 0x24, 0x00, 0x81, 0x04, b'9', b'9', b'9', b'9', 0x55,
+        ],
+    }
+    .encode(0, 1);
+    assert_eq!(sensitive_range(&t1), Some(18..23));
+    let select = Command::XfrBlock {
+        bwi: 0,
+        level: 0,
+        data: vec![0x00, 0xA4, 0x04, 0x00, 0x01, 0xA0],
+    }
+    .encode(0, 1);
+    assert_eq!(sensitive_range(&select), None);
+    let secure = Command::Secure {
+        bwi: 0,
+        level: 0,
+        data: vec![0; 30],
+    }
+    .encode(0, 1);
+    assert_eq!(sensitive_range(&secure), Some(30..40));
+}
