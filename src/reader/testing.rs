@@ -17,6 +17,7 @@ pub(crate) struct Scripted {
     cond: Condvar,
     pub(crate) sent: Mutex<Vec<Vec<u8>>>,
     gone: std::sync::atomic::AtomicBool,
+    interrupts: Mutex<VecDeque<Vec<u8>>>,
 }
 
 impl Scripted {
@@ -40,7 +41,20 @@ impl Scripted {
             cond: Condvar::new(),
             sent: Mutex::new(Vec::new()),
             gone: std::sync::atomic::AtomicBool::new(false),
+            interrupts: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// With an interrupt endpoint.
+    pub(crate) fn with_interrupt(mut self) -> Self {
+        self.info.has_interrupt = true;
+        self
+    }
+
+    /// Queues an interrupt-IN message.
+    pub(crate) fn notify(&self, msg: &[u8]) {
+        self.interrupts.lock().unwrap().push_back(msg.to_vec());
+        self.cond.notify_all();
     }
 
     pub(crate) fn unplug(&self) {
@@ -82,8 +96,25 @@ impl Transport for Scripted {
             q = self.cond.wait_timeout(q, deadline - now).unwrap().0;
         }
     }
-    fn interrupt_in(&self, _b: &mut [u8], _t: Duration) -> Result<usize, TransportError> {
-        Err(TransportError::NotFound)
+    fn interrupt_in(&self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
+        if !self.info.has_interrupt {
+            return Err(TransportError::NotFound);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.gone.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(TransportError::NoDevice);
+            }
+            if let Some(m) = self.interrupts.lock().unwrap().pop_front() {
+                let n = m.len().min(buf.len());
+                buf[..n].copy_from_slice(&m[..n]);
+                return Ok(n);
+            }
+            if Instant::now() >= deadline {
+                return Err(TransportError::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
     fn control_in(
         &self,

@@ -325,3 +325,61 @@ fn pin_bytes_are_masked_in_frame_dumps() {
     .encode(0, 1);
     assert_eq!(sensitive_range(&secure), Some(30..40));
 }
+
+#[test]
+fn card_events_wake_the_poller_and_stop_ends_it_at_once() {
+    use super::device::EventWait;
+    let mut desc = CcidDescriptor::example();
+    desc.bMaxSlotIndex = 5;
+    desc.bMaxCCIDBusySlots = 6;
+    let t = Arc::new(
+        Scripted::new(desc, |cmd| {
+            vec![answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0, 0, &[])]
+        })
+        .with_interrupt(),
+    );
+    let dev = Device::open(t.clone(), "events", 0, &OpenOptions::default()).unwrap();
+    assert!(dev.has_card_events());
+    // Nothing happened: the wait times out.
+    let start = Instant::now();
+    assert_eq!(
+        dev.wait_event(0, Duration::from_millis(100)),
+        EventWait::TimedOut
+    );
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    // A stop requested before the wait ends the next wait at once.
+    dev.stop_wait(1);
+    let start = Instant::now();
+    assert_eq!(
+        dev.wait_event(1, Duration::from_secs(10)),
+        EventWait::Stopped
+    );
+    assert!(start.elapsed() < Duration::from_millis(50));
+    // A stop during the wait.
+    let d2 = dev.clone();
+    let h = std::thread::spawn(move || d2.wait_event(2, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    dev.stop_wait(2);
+    assert_eq!(h.join().unwrap(), EventWait::Stopped);
+    assert!(start.elapsed() < Duration::from_millis(100));
+    // Slot 5 changed (second byte, bits 2-3): only slot 5 wakes.
+    let d3 = dev.clone();
+    let h5 = std::thread::spawn(move || d3.wait_event(5, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    t.notify(&[0x50, 0x00, 0b0000_1100]);
+    assert_eq!(h5.join().unwrap(), EventWait::Changed);
+    assert!(start.elapsed() < Duration::from_millis(200));
+    assert_eq!(
+        dev.wait_event(4, Duration::from_millis(50)),
+        EventWait::TimedOut
+    );
+    // Unplugged: the waiter learns at once.
+    let d4 = dev.clone();
+    let h0 = std::thread::spawn(move || d4.wait_event(0, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(20));
+    t.unplug();
+    assert_eq!(h0.join().unwrap(), EventWait::Gone);
+    dev.shutdown();
+}
