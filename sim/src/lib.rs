@@ -1,1 +1,2 @@
 //! Virtual CCID readers and cards.
+pub mod trace;
