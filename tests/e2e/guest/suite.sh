@@ -31,6 +31,7 @@ REQ_ID=0
 PCSCD_PID=
 PCSCD_T0=
 PCSCD_LOG=
+DRIVER_DEADLINE=0
 FAILS=0
 declare -A REPORTED=()
 
@@ -64,10 +65,24 @@ timing() {
 
 # --- running commands --------------------------------------------------------
 # step NAME LIMIT CMD...: runs CMD under a time limit, output in $DOUT/NAME.txt
+# (fails at once when pcscd died or the driver's time budget is used up)
 step() {
-    local name=$1 limit=$2 rc
+    local name=$1 limit=$2 rc left
     shift 2
     say "+ $*"
+    if [ -n "$PCSCD_PID" ] && ! kill -0 "$PCSCD_PID" 2>/dev/null; then
+        echo "not run: pcscd is not running any more" | tee "$DOUT/$name.txt"
+        return 1
+    fi
+    if [ "$DRIVER_DEADLINE" -gt 0 ]; then
+        left=$((DRIVER_DEADLINE - SECONDS))
+        if [ "$left" -le 0 ]; then
+            echo "not run: the time budget of ${E2E_DRIVER_BUDGET}s for driver $DRIVER is used up" |
+                tee "$DOUT/$name.txt"
+            return 1
+        fi
+        [ "$left" -lt "$limit" ] && limit=$left
+    fi
     timeout -k 3 "$limit" "$@" >"$DOUT/$name.txt" 2>&1
     rc=$?
     sed -e 's/^/    /' "$DOUT/$name.txt" | head -60
@@ -221,6 +236,9 @@ for DRIVER in $E2E_DRIVERS; do
     mkdir -p "$DOUT"
     section "driver $DRIVER"
     ctl "DRIVER $DRIVER begin"
+    # every driver gets its own share of the boot's time, so one that hangs
+    # cannot leave the next one without time
+    DRIVER_DEADLINE=$((SECONDS + E2E_DRIVER_BUDGET))
     SCENARIO=suite
     if install_driver "$DRIVER"; then
         for SCENARIO in $E2E_SCENARIOS; do
@@ -240,6 +258,7 @@ for DRIVER in $E2E_DRIVERS; do
         done
     fi
     SCENARIO=suite
+    DRIVER_DEADLINE=0
     ctl "DRIVER $DRIVER end"
 done
 section "done: $FAILS failed checks"
