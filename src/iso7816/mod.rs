@@ -16,4 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod apdu;
+pub mod atr;
 pub mod params;
+pub mod pps;
