@@ -17,5 +17,7 @@
 
 pub mod apdu;
 pub mod atr;
+pub mod negotiate;
 pub mod params;
 pub mod pps;
+pub mod t1;
