@@ -35,7 +35,7 @@
 #   --smp N --mem MB     guest size (default 2 vCPUs, 1024 MB)      [E2E_SMP, E2E_MEM]
 #   --client PATH        a prebuilt e2e-client (default: cargo build --release -p e2e-client)
 #   --kernel-debs DIR    look for linux-image .debs here before downloading [E2E_KERNEL_DEBS]
-#   --no-install         never call apt-get; fail if a package is missing [E2E_NO_INSTALL=1]
+#   --no-install         never install packages nor refresh apt's lists [E2E_NO_INSTALL=1]
 #   -h, --help
 #
 # examples:
@@ -119,11 +119,10 @@ if [ -n "$missing" ]; then
     mkdir -p "$WORK"
     say "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 900 apt-get install -y --no-install-recommends $missing >"$WORK/apt.log" 2>&1; then
-        timeout 300 apt-get update >>"$WORK/apt.log" 2>&1
-        timeout 900 apt-get install -y --no-install-recommends $missing >>"$WORK/apt.log" 2>&1 ||
-            die "apt-get install failed, see $WORK/apt.log"
-    fi
+    timeout 300 apt-get update >"$WORK/apt.log" 2>&1 || say "apt-get update failed, trying the install anyway"
+    # shellcheck disable=SC2086
+    timeout 900 apt-get install -y --no-install-recommends $missing >>"$WORK/apt.log" 2>&1 ||
+        die "apt-get install failed, see $WORK/apt.log"
 fi
 [ -d /usr/lib/pcsc/drivers/ifd-ccid.bundle ] || die "Debian's libccid bundle is missing"
 
@@ -154,6 +153,13 @@ fi
 # --- 4. guest kernel: Debian's linux-image-amd64, extracted, cached -------------------
 mkdir -p "$WORK/debs" || die "cannot create $WORK"
 KDIR=$WORK/kernel
+# apt_download PKG: apt-get download, refreshing the package lists once if needed
+apt_download() {
+    timeout 900 apt-get download "$1" >/dev/null 2>&1 && return 0
+    [ "$NO_INSTALL" = 1 ] && return 1
+    timeout 300 apt-get update >/dev/null 2>&1
+    timeout 900 apt-get download "$1" >/dev/null 2>&1
+}
 fetch_kernel() {
     local meta dep deb tmp
     cd "$WORK/debs" || return 1
@@ -164,10 +170,7 @@ fetch_kernel() {
     fi
     if [ -z "$meta" ]; then
         say "downloading linux-image-amd64 (apt-get download)"
-        timeout 300 apt-get download linux-image-amd64 >/dev/null 2>&1 ||
-            { [ "$NO_INSTALL" != 1 ] && timeout 300 apt-get update >/dev/null 2>&1 &&
-                timeout 300 apt-get download linux-image-amd64 >/dev/null 2>&1; } ||
-            { say "apt-get download linux-image-amd64 failed"; return 1; }
+        apt_download linux-image-amd64 || { say "apt-get download linux-image-amd64 failed"; return 1; }
         meta=$(ls linux-image-amd64_*.deb | tail -1)
     fi
     dep=$(dpkg-deb -f "$meta" Depends | grep -o 'linux-image-[0-9][^ ,]*' | head -1)
@@ -179,7 +182,7 @@ fetch_kernel() {
     fi
     if [ -z "$deb" ]; then
         say "downloading $dep"
-        timeout 900 apt-get download "$dep" >/dev/null 2>&1 || { say "apt-get download $dep failed"; return 1; }
+        apt_download "$dep" || { say "apt-get download $dep failed"; return 1; }
         deb=$(ls "${dep}"_*.deb | tail -1)
     fi
     say "extracting $deb"

@@ -48,8 +48,11 @@ echo "[guest] init at uptime ${boot_uptime}s, kernel $kver"
 hostname ccid-e2e
 dmesg -n 1
 /lib/systemd/systemd-udevd --daemon --resolve-names=never
-udevadm trigger --type=subsystems --action=add
-udevadm trigger --type=devices --action=add
+# only USB matters here: load the host controller drivers directly and replay
+# the USB devices' events, instead of probing every device of the machine
+modprobe -a uhci_hcd xhci_pci
+udevadm trigger --type=subsystems --action=add --subsystem-match=usb
+udevadm trigger --type=devices --action=add --subsystem-match=usb
 udevadm settle --timeout=60
 read -r ready_uptime _ </proc/uptime
 echo "E2E READY $ready_uptime" >&3
