@@ -34,3 +34,12 @@ impl Default for T1Params {
         }
     }
 }
+
+pub mod block;
+pub mod card;
+pub mod engine;
+#[cfg(test)]
+mod tests;
+
+pub use block::{Block, BlockError, RCode, SKind};
+pub use engine::{LinkError, SecureAnswer, T1Engine, T1Error, T1Step};
