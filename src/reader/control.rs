@@ -169,7 +169,7 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
                 log::info!("VERIFY_PIN_DIRECT: {e}");
                 Error::NotSupported(e.to_string())
             })?;
-            slot.secure(&v.ccid_data(), v.timeout())?
+            slot.secure(&v.ccid_data(), PinVerify::APDU_OFFSET, v.timeout())?
         }
         c if c == feature_ioctl(feature::MODIFY_PIN_DIRECT) => {
             if !slot
@@ -191,7 +191,7 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
                 log::info!("MODIFY_PIN_DIRECT: {e}");
                 Error::NotSupported(e.to_string())
             })?;
-            slot.secure(&m.ccid_data(), m.timeout())?
+            slot.secure(&m.ccid_data(), m.apdu_offset(), m.timeout())?
         }
         IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE => {
             if !slot.escape_allowed() {

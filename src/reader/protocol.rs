@@ -1,50 +1,287 @@
 //! Protocol selection (IFDHSetProtocolParameters) and the card-protocol
 //! engines driven over XfrBlock for TPDU and character-level readers.
 
+use super::device::DEFAULT_TIMEOUT;
 use super::slot::Slot;
 use crate::error::{Error, Result};
 use crate::ifd::protocol::{SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1};
-use crate::proto::descriptor::Protocols;
+use crate::iso7816::atr::Atr;
+use crate::iso7816::negotiate::{
+    self, NegotiateError, NegotiateOptions, Protocol, ReaderCaps, SetParametersOutcome,
+};
+use crate::iso7816::params::Timing;
+use crate::iso7816::t1::engine::{LinkError, SecureAnswer, T1Engine, T1Error, T1Step};
+use crate::proto::descriptor::ExchangeLevel;
+use crate::proto::message::{Command, CommandStatus};
 use std::time::Duration;
 
-/// Selects `protocol` for the card in `slot`.
-pub fn set_protocol(slot: &Slot, protocol: u32, _flags: u8, _pts: [u8; 3]) -> Result<()> {
-    let protocols = slot.device.caps().descriptor.protocols();
-    let wanted = match protocol {
-        SCARD_PROTOCOL_T0 => Protocols::T0,
-        SCARD_PROTOCOL_T1 => Protocols::T1,
+/// Maps a protocol-selection failure to the driver error whose IFD code
+/// pcscd expects (pcsc-lite prothandler.c: IFD_ERROR_NOT_SUPPORTED and
+/// IFD_PROTOCOL_NOT_SUPPORTED make it try the other protocol,
+/// IFD_NOT_SUPPORTED makes it use the card's default one).
+fn negotiate_error(e: NegotiateError) -> Error {
+    match e {
+        NegotiateError::ReaderLacksProtocol(_) => Error::NotSupported(e.to_string()),
+        NegotiateError::CardLacksProtocol(_) | NegotiateError::SpecificModeMismatch { .. } => {
+            Error::ProtocolNotSupported(e.to_string())
+        }
+        NegotiateError::PpsUnavailable { .. } => Error::CommandNotSupported,
+        NegotiateError::InvalidPts1(_) | NegotiateError::Pps(_) => Error::PpsFailed(e.to_string()),
+        NegotiateError::ImplicitParameters
+        | NegotiateError::ReaderCannotUseTa1 { .. }
+        | NegotiateError::SetParametersFailed(_) => Error::Protocol(e.to_string()),
+    }
+}
+
+/// Selects `protocol` for the card in `slot` (IFDHSetProtocolParameters):
+/// PPS when the reader does not do it, SetParameters, the T=1 state and
+/// IFSD negotiation for readers where the driver runs T=1, and the
+/// exchange timeout computed from the card's parameters.
+pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Result<()> {
+    let requested = match protocol {
+        SCARD_PROTOCOL_T0 => Protocol::T0,
+        SCARD_PROTOCOL_T1 => Protocol::T1,
         p => return Err(Error::ProtocolNotSupported(format!("protocol {p:#x}"))),
     };
-    if !protocols.contains(wanted) {
-        return Err(Error::NotSupported(format!(
-            "reader does not offer protocol {protocol:#x}"
-        )));
-    }
-    let mut st = slot.lock();
-    if st.atr.is_empty() {
+    let atr_bytes = slot.atr();
+    if atr_bytes.is_empty() {
         return Err(Error::IccAbsent);
     }
-    st.protocol = Some(protocol);
+    let atr = Atr::parse(&atr_bytes).map_err(|e| {
+        log::error!("ATR cannot be used: {e}");
+        Error::ProtocolNotSupported(format!("malformed ATR: {e}"))
+    })?;
+    if atr.tck_ok() == Some(false) {
+        log::info!("ATR checksum (TCK) is wrong; the card is used anyway");
+    }
+    let device = &slot.device;
+    let caps =
+        ReaderCaps::from_descriptor(&device.caps().descriptor, device.caps().data_rates.clone());
+    let opts = NegotiateOptions {
+        timeout_cap_ms: device.timeout_cap().as_millis() as u64,
+        pts1: (flags & 0x01 != 0).then_some(pts[0]),
+        pts2: (flags & 0x02 != 0).then_some(pts[1]),
+        pts3: (flags & 0x04 != 0).then_some(pts[2]),
+        ..NegotiateOptions::default()
+    };
+    let mut plan = negotiate::plan(&atr, requested, &caps, &opts).map_err(negotiate_error)?;
+    if negotiate::apply_openpgp_bwt_fix(&atr, &mut plan) {
+        log::info!("OpenPGP card: BWI raised for on-card key generation");
+    }
+    let level = device.caps().level();
+    if let Some(pps) = plan.pps.clone() {
+        log::debug!(target: "ccid::comm", "PPS: Sending request: {}", crate::logging::hex(&pps));
+        let wlevel = if level == ExchangeLevel::Character {
+            pps.len() as u16
+        } else {
+            0
+        };
+        let answer = slot
+            .xfr_block(wlevel, &pps, 0, DEFAULT_TIMEOUT)
+            .map_err(|e| Error::PpsFailed(e.to_string()))?;
+        log::debug!(target: "ccid::comm", "PPS: Receiving confirm: {}", crate::logging::hex(&answer.data));
+        plan.apply_pps_answer(&answer.data)
+            .map_err(negotiate_error)?;
+    }
+    let mut chosen = requested;
+    let mut result = Ok(());
+    if let Some((num, data)) = plan.set_parameters.clone() {
+        let r = device.exchange(
+            slot.index,
+            &Command::SetParameters {
+                protocol: num,
+                data,
+            },
+            DEFAULT_TIMEOUT,
+        )?;
+        let failed = r.status.command() == CommandStatus::Failed;
+        match negotiate::set_parameters_outcome(failed, r.error.0).map_err(negotiate_error)? {
+            SetParametersOutcome::Applied => {}
+            SetParametersOutcome::NotChangeable(b) => {
+                log::info!(
+                    "SetParameters: parameter at offset {b} not changeable; reader keeps its own"
+                );
+            }
+            SetParametersOutcome::NotSupported => {
+                // The reader configures itself; the card then runs its
+                // default protocol, which pcscd uses on IFD_NOT_SUPPORTED.
+                let default = Protocol::from_number(atr.default_protocol()).unwrap_or(Protocol::T0);
+                if default != requested {
+                    chosen = default;
+                    result = Err(Error::CommandNotSupported);
+                }
+            }
+        }
+    }
+    let engine = match (level, chosen) {
+        (ExchangeLevel::Tpdu | ExchangeLevel::Character, Protocol::T1) => {
+            let params = plan.t1.unwrap_or_default();
+            let mut engine = T1Engine::new(params);
+            if plan.negotiate_ifsd && level == ExchangeLevel::Tpdu {
+                negotiate_ifsd(slot, &mut engine, params.ifsd, plan.timeout_ms)?;
+            }
+            Some(engine)
+        }
+        _ => None,
+    };
+    let mut st = slot.lock();
+    st.protocol = Some(match chosen {
+        Protocol::T0 => SCARD_PROTOCOL_T0,
+        Protocol::T1 => SCARD_PROTOCOL_T1,
+    });
+    st.card_timeout = Duration::from_millis(plan.timeout_ms.max(1));
+    st.timing = Some(plan.timing);
+    st.t1 = engine;
+    log::info!(
+        "protocol T={} selected, FI DI {:#04x}, timeout {} ms",
+        chosen.number(),
+        plan.fi_di,
+        plan.timeout_ms
+    );
+    result
+}
+
+fn t1_error(e: T1Error) -> Error {
+    log::error!("T=1: {e}");
+    Error::Protocol(format!("T=1: {e}"))
+}
+
+/// How a failed XfrBlock is reported to the T=1 engine; errors that end
+/// the exchange (device gone, card removed) are returned as is.
+fn link_error(e: Error) -> std::result::Result<LinkError, Error> {
+    match e {
+        Error::Parity => Ok(LinkError::Parity),
+        Error::Timeout { .. } | Error::IccMute => Ok(LinkError::Timeout),
+        Error::Frame(_) | Error::Slot { .. } | Error::Unexpected { .. } => Ok(LinkError::Other),
+        e => Err(e),
+    }
+}
+
+/// Runs T=1 steps over XfrBlock until the engine is done. Each block gets
+/// its own timeout: BWT (times the WTX factor) plus the characters at CWT
+/// plus the reader's margin, capped.
+fn drive_t1(
+    slot: &Slot,
+    engine: &mut T1Engine,
+    timing: Option<&Timing>,
+    fallback: Duration,
+    mut step: T1Step,
+) -> Result<Vec<u8>> {
+    let cap = slot.device.timeout_cap().as_millis() as u64;
+    loop {
+        match step {
+            T1Step::Done { response } => return Ok(response),
+            T1Step::Send { block, wtx } => {
+                let timeout = match timing {
+                    Some(t) => Duration::from_millis(t.t1_block_timeout_ms(block.len(), wtx, cap)),
+                    None => fallback.saturating_mul(u32::from(wtx.max(1))),
+                };
+                let bwi = if wtx > 1 { wtx } else { 0 };
+                let rx = match slot.xfr_block(0, &block, bwi, timeout) {
+                    Ok(r) => Ok(r.data),
+                    Err(e) => Err(link_error(e)?),
+                };
+                step = engine
+                    .on_response(rx.as_deref().map_err(|e| *e))
+                    .map_err(t1_error)?;
+            }
+        }
+    }
+}
+
+fn negotiate_ifsd(slot: &Slot, engine: &mut T1Engine, ifsd: u8, timeout_ms: u64) -> Result<()> {
+    let step = engine.negotiate_ifsd(ifsd).map_err(t1_error)?;
+    drive_t1(
+        slot,
+        engine,
+        None,
+        Duration::from_millis(timeout_ms.clamp(1, 10_000)),
+        step,
+    )?;
+    log::info!("IFSD {ifsd} accepted by the card");
     Ok(())
 }
 
-/// Exchanges through the driver's own T=0 / T=1 engine.
+/// Exchanges through the driver's own T=0 / T=1 engine (TPDU and
+/// character-level readers).
 pub fn transmit_engine(
-    _slot: &Slot,
+    slot: &Slot,
     protocol: u32,
-    _tx: &[u8],
-    _timeout: Duration,
+    tx: &[u8],
+    timeout: Duration,
 ) -> Result<Vec<u8>> {
-    Err(Error::ProtocolNotSupported(format!(
-        "protocol {protocol:#x} at this exchange level"
-    )))
+    let level = slot.device.caps().level();
+    match (level, protocol) {
+        (ExchangeLevel::Tpdu, SCARD_PROTOCOL_T1) => {
+            let mut st = slot.lock();
+            let timing = st.timing;
+            let Some(engine) = st.t1.as_mut() else {
+                return Err(Error::Protocol("T=1 was not selected for this card".into()));
+            };
+            let step = engine.transceive_start(tx).map_err(t1_error)?;
+            drive_t1(slot, engine, timing.as_ref(), timeout, step)
+        }
+        _ => Err(Error::ProtocolNotSupported(format!(
+            "protocol {protocol:#x} at {} level",
+            level.name()
+        ))),
+    }
 }
 
-/// Secure PIN entry on a TPDU reader with a T=1 card: the CCID command
-/// must carry a T=1 block (prologue in bTeoPrologue), and the answer is a
-/// T=1 block to check and unwrap.
-pub fn secure_t1(_slot: &Slot, _data: &[u8], _timeout: Duration) -> Result<Vec<u8>> {
-    Err(Error::ProtocolNotSupported(
-        "secure PIN entry over T=1 at TPDU level".into(),
+/// Secure PIN entry on a TPDU reader with a T=1 card: the PIN APDU
+/// template (at `apdu_offset` of `data`) travels in a T=1 I-block whose
+/// prologue goes into `bTeoPrologue`; the answer is a T=1 block, checked
+/// (EDC, NAD, N(S), chaining) and unwrapped; a WTX request is answered.
+pub fn secure_t1(
+    slot: &Slot,
+    data: &[u8],
+    apdu_offset: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let mut st = slot.lock();
+    let Some(engine) = st.t1.as_mut() else {
+        return Err(Error::Protocol("T=1 was not selected for this card".into()));
+    };
+    let apdu = data
+        .get(apdu_offset..)
+        .ok_or(Error::InvalidArgument("PIN structure"))?;
+    let block = engine.wrap_secure_pin(apdu).map_err(t1_error)?;
+    let mut cmd = data.to_vec();
+    let prologue = block.get(..3).ok_or(Error::InvalidArgument("T=1 block"))?;
+    let at = apdu_offset
+        .checked_sub(3)
+        .ok_or(Error::InvalidArgument("PIN structure"))?;
+    if let Some(dst) = cmd.get_mut(at..apdu_offset) {
+        dst.copy_from_slice(prologue);
+    }
+    let r = slot.device.exchange(
+        slot.index,
+        &Command::Secure {
+            bwi: 0,
+            level: 0,
+            data: cmd,
+        },
+        timeout,
+    )?;
+    if r.status.command() == CommandStatus::Failed {
+        engine.cancel_secure();
+        if let Some(sw) = crate::pinpad::pin_error_sw(r.error.0) {
+            return Ok(sw.to_vec());
+        }
+        super::slot::check_status(&r)?;
+    }
+    let mut answer = r.data;
+    for _ in 0..64 {
+        match engine.unwrap_secure_answer(&answer).map_err(t1_error)? {
+            SecureAnswer::Response(apdu) => return Ok(apdu),
+            SecureAnswer::Wtx { reply, multiplier } => {
+                let t = timeout.saturating_mul(u32::from(multiplier.max(1)));
+                answer = slot.xfr_block(0, &reply, multiplier, t)?.data;
+            }
+        }
+    }
+    engine.cancel_secure();
+    Err(Error::Protocol(
+        "T=1: too many WTX requests during PIN entry".into(),
     ))
 }

@@ -46,6 +46,21 @@ pub(crate) struct SlotState {
     pub(crate) protocol: Option<u32>,
     /// Timeout of card exchanges.
     pub(crate) card_timeout: Duration,
+    /// The card's timing parameters once a protocol is selected.
+    pub(crate) timing: Option<crate::iso7816::params::Timing>,
+    /// The T=1 engine, when the driver runs T=1 (TPDU and character level).
+    pub(crate) t1: Option<crate::iso7816::t1::engine::T1Engine>,
+}
+
+impl SlotState {
+    /// Forgets everything about the card.
+    fn forget_card(&mut self) {
+        self.atr.clear();
+        self.protocol = None;
+        self.card_timeout = DEFAULT_TIMEOUT;
+        self.timing = None;
+        self.t1 = None;
+    }
 }
 
 /// The value of a capability.
@@ -105,6 +120,8 @@ impl Slot {
                 power: Power::Never,
                 protocol: None,
                 card_timeout: DEFAULT_TIMEOUT,
+                timing: None,
+                t1: None,
             }),
             config,
         }
@@ -169,10 +186,9 @@ impl Slot {
                 Ok(r) => {
                     let mut atr = r.data;
                     atr.truncate(MAX_ATR_SIZE);
+                    st.forget_card();
                     st.atr = atr.clone();
                     st.power = Power::Up;
-                    st.protocol = None;
-                    st.card_timeout = DEFAULT_TIMEOUT;
                     return Ok(atr);
                 }
                 Err(e @ (Error::NoDevice | Error::IccAbsent)) => {
@@ -195,9 +211,8 @@ impl Slot {
     /// Powers the card down.
     pub fn power_down(&self) -> Result<()> {
         let mut st = self.lock();
-        st.atr.clear();
+        st.forget_card();
         st.power = Power::Down;
-        st.protocol = None;
         let r = self.exchange(&Command::IccPowerOff, DEFAULT_TIMEOUT)?;
         check_status(&r).map_err(|e| Error::PowerAction(e.to_string()))
     }
@@ -215,16 +230,14 @@ impl Slot {
             IccStatus::Inactive => {
                 if st.power == Power::Up {
                     st.power = Power::Never;
-                    st.atr.clear();
-                    st.protocol = None;
+                    st.forget_card();
                     Ok(Presence::Absent)
                 } else {
                     Ok(Presence::Present)
                 }
             }
             IccStatus::Absent => {
-                st.atr.clear();
-                st.protocol = None;
+                st.forget_card();
                 if st.power == Power::Up {
                     st.power = Power::Never;
                 }
@@ -356,7 +369,7 @@ impl Slot {
     /// Secure PIN entry (PC_to_RDR_Secure) with `data` = bPINOperation and
     /// the CCID PIN structure. A cancelled or timed-out entry is returned as
     /// the status word applications expect (64 01 / 64 00).
-    pub fn secure(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    pub fn secure(&self, data: &[u8], apdu_offset: usize, timeout: Duration) -> Result<Vec<u8>> {
         let st = self.lock();
         if st.atr.is_empty() {
             return Err(Error::IccAbsent);
@@ -366,7 +379,7 @@ impl Slot {
         if self.device.caps().level() == ExchangeLevel::Tpdu
             && protocol == Some(crate::ifd::protocol::SCARD_PROTOCOL_T1)
         {
-            return super::protocol::secure_t1(self, data, timeout);
+            return super::protocol::secure_t1(self, data, apdu_offset, timeout);
         }
         let r = self.exchange(
             &Command::Secure {
