@@ -226,35 +226,62 @@ pub fn wait_card(
     deadline: Deadline,
 ) -> Result<Vec<u8>, String> {
     let name = CString::new(reader).map_err(|_| "reader name contains NUL".to_string())?;
-    let mut rs = [ReaderState::new(name, State::UNAWARE)];
+    let mut rs = [ReaderState::new(name.clone(), State::UNAWARE)];
+    let mut last = State::UNAWARE;
     loop {
         let Some(left) = deadline.remaining() else {
+            let status = if last.intersects(State::EMPTY | State::PRESENT) {
+                ""
+            } else {
+                " (the driver never reported the slot's status)"
+            };
             return Err(format!(
-                "timeout waiting for the card to be {}; state {}",
+                "timeout waiting for the card to be {}; last state {}{status}",
                 if present { "present" } else { "absent" },
-                state_flags(rs[0].event_state())
+                state_flags(last)
             ));
         };
-        match ctx.get_status_change(left, &mut rs) {
+        let gone = || {
+            Err(format!(
+                "reader {reader:?} disappeared while waiting for a card event"
+            ))
+        };
+        // waits in slices: a reader that vanishes is not always reported as a state change
+        match ctx.get_status_change(left.min(POLL_SLICE), &mut rs) {
             Ok(()) => {}
-            Err(Error::Timeout) => continue,
+            Err(Error::Timeout) => {
+                if !readers(ctx)?.iter().any(|r| r == reader) {
+                    return gone();
+                }
+                continue;
+            }
+            Err(Error::UnknownReader) => return gone(),
             Err(e) => return Err(pcsc_err("SCardGetStatusChange", e)),
         }
         let state = rs[0].event_state();
+        last = state;
         emit(&format!(
             "EVENT {:.1} {}",
             origin.elapsed_ms(),
             state_flags(state)
         ));
-        if state.intersects(State::UNKNOWN | State::IGNORE) {
-            return Err(format!(
-                "reader {reader:?} disappeared while waiting for a card event"
-            ));
+        if state.intersects(State::UNKNOWN | State::IGNORE)
+            || !readers(ctx)?.iter().any(|r| r == reader)
+        {
+            return gone();
         }
         if card_reached(state, present) {
             return Ok(rs[0].atr().to_vec());
         }
-        rs[0].sync_current_state();
+        if state.intersects(State::EMPTY | State::PRESENT) {
+            rs[0].sync_current_state();
+        } else {
+            // The reader is still being initialised (no slot status yet).
+            // pcsc-lite reports a card as a change only against a known
+            // EMPTY/PRESENT state, so ask again as UNAWARE, which answers at once.
+            rs = [ReaderState::new(name.clone(), State::UNAWARE)];
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
