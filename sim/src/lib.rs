@@ -1,2 +1,3 @@
 //! Virtual CCID readers and cards.
 pub mod trace;
+pub mod replay;

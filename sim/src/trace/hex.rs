@@ -44,7 +44,7 @@ pub(crate) fn byte(tok: &str) -> Option<u8> {
 /// Reads a contiguous even-length hex string (`62000000…`).
 pub(crate) fn contiguous(text: &str) -> Option<Vec<u8>> {
     let t = text.trim();
-    if t.is_empty() || t.len() % 2 != 0 || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if t.is_empty() || !t.len().is_multiple_of(2) || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     (0..t.len())

@@ -129,6 +129,20 @@ fn vid_pid(text: &str) -> Option<(u16, u16)> {
     Some((v, p))
 }
 
+/// The pcscd device name (`usb:VVVV/PPPP:…`) an IFDH line mentions.
+fn usb_device_name(msg: &str) -> Option<String> {
+    if !msg.contains("IFDH") && !msg.contains("CreateChannel") {
+        return None;
+    }
+    let start = msg.find("usb:")?;
+    let name: String = msg[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',')
+        .collect();
+    vid_pid(name.strip_prefix("usb:")?)?;
+    Some(name)
+}
+
 /// `T=N` somewhere in `text`.
 fn protocol_in(text: &str) -> Option<u8> {
     let i = text.find("T=")?;
@@ -142,6 +156,7 @@ fn protocol_in(text: &str) -> Option<u8> {
 /// Parses a libccid/pcscd log.
 pub(super) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
     let mut events = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (idx, raw) in src.lines.iter().enumerate() {
         let line_no = idx + 1;
         if is_gap(raw) {
@@ -158,6 +173,15 @@ pub(super) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
                 line: line_no,
                 kind,
             });
+        }
+        if let Some(name) = usb_device_name(msg) {
+            if !names.contains(&name) {
+                names.push(name.clone());
+                events.push(Event {
+                    line: line_no,
+                    kind: EventKind::DeviceName(name),
+                });
+            }
         }
     }
     Ok(events)
@@ -359,6 +383,9 @@ fn code_events(c: &CodeLine<'_>, out: &mut Vec<EventKind>) {
             }
         }
         "OpenUSBByName" => {
+            if text.starts_with("Using USB bus/device") {
+                out.push(EventKind::DeviceOpened);
+            }
             if let Some(r) = text.strip_prefix("Reader index: ") {
                 if let Some(n) = r.split(',').next().and_then(|t| t.trim().parse().ok()) {
                     out.push(EventKind::ReaderIndex { index: n });
@@ -376,7 +403,7 @@ fn code_events(c: &CodeLine<'_>, out: &mut Vec<EventKind>) {
             if text.contains("TIMEOUT") && c.func == "ReadUSB" {
                 out.push(EventKind::ReadTimeout);
             } else if text.contains("NO_DEVICE") {
-                out.push(EventKind::DeviceRemoved);
+                out.push(EventKind::NoDevice);
             }
         }
         "HPRemoveDevice" => out.push(EventKind::DeviceRemoved),

@@ -3,6 +3,17 @@
 
 use super::{hex, is_gap, Event, EventKind, ParseError, Source, Transfer};
 
+/// Where the hex of a `TX:` / `RX:` line starts, and whether it is `TX`.
+pub(super) fn frame_start(line: &str) -> Option<(usize, bool)> {
+    ["TX: ", "RX: "].iter().find_map(|k| {
+        let i = line.find(k)?;
+        let before = line[..i].chars().last()?;
+        before
+            .is_whitespace()
+            .then_some((i + k.len(), k.starts_with('T')))
+    })
+}
+
 /// Parses a libnfc log.
 pub(super) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
     let mut events: Vec<Event> = Vec::new();
@@ -39,19 +50,15 @@ pub(super) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
             }
         }
         close(&mut open, &mut events);
-        let found = [(" TX: ", true), (" RX: ", false)]
-            .into_iter()
-            .find_map(|(k, out)| line.find(k).map(|i| (i + k.len(), out)));
-        let Some((start, out)) = found else {
+        let Some((start, out)) = frame_start(line) else {
             continue;
         };
         if !line[..start].contains("libnfc.") {
             continue;
         }
         let run = hex::run(&line[start..]);
-        if !run.rest.is_empty()
-            && !(src.is_excerpt_end(idx) && !run.rest.contains(char::is_whitespace))
-        {
+        let cut_at_end = src.is_excerpt_end(idx) && !run.rest.contains(char::is_whitespace);
+        if !run.rest.is_empty() && !cut_at_end {
             return Err(src.error(idx + 1, format!("invalid hex byte '{}'", run.rest)));
         }
         open = Some((idx, out, run.bytes));

@@ -205,13 +205,22 @@ pub enum EventKind {
     },
     /// A bulk-IN read timed out.
     ReadTimeout,
-    /// The reader was unplugged.
+    /// The driver opened the USB device (seen even when the line naming
+    /// the IFD handler call is missing from an excerpt).
+    DeviceOpened,
+    /// The reader was unplugged (pcscd's hotplug code says so).
     DeviceRemoved,
+    /// A USB transfer failed because the device is gone; a command on
+    /// the line before was not delivered.
+    NoDevice,
     /// The driver numbered the reader opened for `lun`.
     ReaderIndex {
         /// The reader number used in the older frame format.
         index: u32,
     },
+    /// The device name pcscd gives the reader (first time it appears),
+    /// e.g. `usb:08e6/4433:libudev:0:/dev/bus/usb/001/002`.
+    DeviceName(String),
     /// The reader's USB identity.
     VidPid {
         /// idVendor.
@@ -408,7 +417,7 @@ fn detect(lines: &[&str]) -> Format {
     }
     if lines
         .iter()
-        .any(|l| l.contains("libnfc.") && (l.contains(" TX: ") || l.contains(" RX: ")))
+        .any(|l| l.contains("libnfc.") && libnfc::frame_start(l).is_some())
     {
         return Format::Libnfc;
     }
@@ -416,6 +425,11 @@ fn detect(lines: &[&str]) -> Format {
         return Format::Libccid;
     }
     Format::PlainHex
+}
+
+/// Formats bytes as `62 00 00 …` (upper-case hex, single spaces).
+pub fn hex_string(bytes: &[u8]) -> String {
+    hex::format(bytes)
 }
 
 /// The message type whose specification name is `name`.

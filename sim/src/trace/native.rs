@@ -118,8 +118,11 @@ pub(crate) fn write(trace: &Trace) -> String {
                 )
             }
             EventKind::ReadTimeout => "read-timeout".to_string(),
+            EventKind::DeviceOpened => "device-opened".to_string(),
             EventKind::DeviceRemoved => "device-removed".to_string(),
+            EventKind::NoDevice => "no-device".to_string(),
             EventKind::ReaderIndex { index } => format!("reader-index {index}"),
+            EventKind::DeviceName(n) => format!("device-name {n}"),
             EventKind::VidPid { vendor, product } => format!("vid-pid {vendor:04X}:{product:04X}"),
             EventKind::DescriptorField { name, value } => format!("descriptor {name} {value}"),
             EventKind::Gap => "gap".to_string(),
@@ -244,7 +247,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
                 },
             },
             "read-timeout" => EventKind::ReadTimeout,
+            "device-opened" => EventKind::DeviceOpened,
             "device-removed" => EventKind::DeviceRemoved,
+            "no-device" => EventKind::NoDevice,
+            "device-name" if !rest.is_empty() => EventKind::DeviceName(rest.to_string()),
             "reader-index" => EventKind::ReaderIndex {
                 index: rest
                     .parse()

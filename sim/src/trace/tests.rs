@@ -1,7 +1,12 @@
 use super::*;
 
+/// The events, without the device names (tested on their own).
 fn kinds(t: &Trace) -> Vec<&EventKind> {
-    t.events.iter().map(|e| &e.kind).collect()
+    t.events
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| !matches!(k, EventKind::DeviceName(_)))
+        .collect()
 }
 
 fn out(data: &[u8]) -> Vec<u8> {
@@ -47,7 +52,19 @@ fn libccid_both_frame_forms_and_calls() {
             data: vec![0x50, 0x02]
         }
     );
-    assert_eq!(t.events[1].line, 2);
+    assert_eq!(t.events[2].line, 2);
+    let names: Vec<_> = t
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::DeviceName(n) => Some((e.line, n.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![(1, "usb:1209/2702:libudev:0:/dev/bus/usb/001/004")]
+    );
 }
 
 #[test]

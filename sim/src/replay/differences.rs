@@ -1,0 +1,180 @@
+//! Deliberate differences between this driver and libccid that a replay
+//! of a libccid trace shows. Each has a stable id; `docs/replay-differences.md`
+//! explains each one.
+
+use super::plan::{Op, Silence, StepKind};
+use ccid::proto::message::HEADER_LEN;
+
+/// A documented, deliberate difference.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// Stable identifier printed in replay reports.
+    pub id: &'static str,
+    /// One line saying what differs.
+    pub summary: &'static str,
+}
+
+/// libccid sends GetSlotStatus up to three times when it opens a reader,
+/// even after an answer; this driver stops at the first answer.
+pub const WARM_UP_ONCE: Difference = Difference {
+    id: "warm-up-once",
+    summary: "opening a reader sends one GetSlotStatus once the reader answers; libccid sends further ones",
+};
+
+/// libccid asks readers with Gemalto's vendor ID for their firmware
+/// features with an Escape at open.
+pub const GEMALTO_FIRMWARE_FEATURES: Difference = Difference {
+    id: "gemalto-firmware-features",
+    summary: "no Escape GET_FIRMWARE_FEATURES (6A) when a reader with vendor ID 08E6 is opened",
+};
+
+/// libccid asks Gemalto readers for their firmware version (Escape 02)
+/// while building FEATURE_GET_TLV_PROPERTIES.
+pub const GEMALTO_FIRMWARE_ID: Difference = Difference {
+    id: "gemalto-firmware-id",
+    summary:
+        "GET_TLV_PROPERTIES is answered from the descriptor, without an Escape 02 to the reader",
+};
+
+/// One IccPowerOff per power-down where the recording shows two.
+pub const POWER_OFF_ONCE: Difference = Difference {
+    id: "power-off-once",
+    summary: "a power-down sends one IccPowerOff",
+};
+
+/// Every command gets the next bSeq, where the recording host reused one.
+pub const BSEQ_PER_COMMAND: Difference = Difference {
+    id: "bseq-per-command",
+    summary: "each command carries the next bSeq; the recording host repeated a bSeq",
+};
+
+/// Zero-length bulk-IN transfers are skipped, not taken as answers.
+pub const ZLP_SKIPPED: Difference = Difference {
+    id: "zlp-skipped",
+    summary: "a zero-length bulk-IN transfer is skipped and the read repeated",
+};
+
+/// Answers are tied to commands by bSeq, XfrBlock answers included.
+pub const ANSWER_BY_BSEQ: Difference = Difference {
+    id: "answer-by-bseq",
+    summary: "every answer is matched to its command by bSeq; a stale answer is dropped",
+};
+
+/// Time extensions are waited out for every command.
+pub const TIME_EXTENSION_WAITED: Difference = Difference {
+    id: "time-extension-waited",
+    summary: "a time-extension request is waited out whatever the command, power-on included",
+};
+
+/// No I/O to a reader known to be gone.
+pub const NO_IO_WHEN_GONE: Difference = Difference {
+    id: "no-io-when-gone",
+    summary: "once a transfer failed with 'no device', nothing more is written to that reader",
+};
+
+/// Every documented difference.
+pub const ALL: &[&Difference] = &[
+    &WARM_UP_ONCE,
+    &GEMALTO_FIRMWARE_FEATURES,
+    &GEMALTO_FIRMWARE_ID,
+    &POWER_OFF_ONCE,
+    &BSEQ_PER_COMMAND,
+    &ZLP_SKIPPED,
+    &ANSWER_BY_BSEQ,
+    &TIME_EXTENSION_WAITED,
+    &NO_IO_WHEN_GONE,
+];
+
+/// The difference with this id.
+pub fn by_id(id: &str) -> Option<&'static Difference> {
+    ALL.iter().copied().find(|d| d.id == id)
+}
+
+/// Explains a recorded command the driver did not send during a step in
+/// which it sent commands of the types `sent`.
+pub(crate) fn classify_missing(
+    kind: &StepKind,
+    recorded: &[u8],
+    silence: Silence,
+    sent: &[u8],
+) -> Option<&'static Difference> {
+    if silence == Silence::Gone {
+        return Some(&NO_IO_WHEN_GONE);
+    }
+    let t = *recorded.first()?;
+    let data = recorded.get(HEADER_LEN..).unwrap_or(&[]);
+    match (kind, t) {
+        (StepKind::Open, 0x65) if sent.contains(&0x65) => Some(&WARM_UP_ONCE),
+        (StepKind::Open, 0x6B) if data == [0x6A] => Some(&GEMALTO_FIRMWARE_FEATURES),
+        (
+            StepKind::Op(Op::Control {
+                code: 0x4233_0012, ..
+            }),
+            0x6B,
+        ) if data == [0x02] => Some(&GEMALTO_FIRMWARE_ID),
+        (StepKind::Op(Op::PowerDown | Op::Close), 0x63) if sent.contains(&0x63) => {
+            Some(&POWER_OFF_ONCE)
+        }
+        _ => None,
+    }
+}
+
+/// Explains a bSeq that does not follow the offset: the recording host
+/// gave this command the same bSeq as the one before.
+pub(crate) fn classify_seq(recorded: u8, previous: Option<u8>) -> Option<&'static Difference> {
+    (previous == Some(recorded)).then_some(&BSEQ_PER_COMMAND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_found() {
+        for d in ALL {
+            assert_eq!(by_id(d.id), Some(*d));
+            assert_eq!(ALL.iter().filter(|o| o.id == d.id).count(), 1);
+        }
+        assert!(by_id("nope").is_none());
+    }
+
+    const A: Silence = Silence::Answered;
+
+    #[test]
+    fn missing_frames() {
+        let gsl = [0x65, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(
+            classify_missing(&StepKind::Open, &gsl, A, &[0x65]),
+            Some(&WARM_UP_ONCE)
+        );
+        assert_eq!(classify_missing(&StepKind::Open, &gsl, A, &[]), None);
+        let esc = [0x6B, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0x6A];
+        assert_eq!(
+            classify_missing(&StepKind::Open, &esc, A, &[0x65]),
+            Some(&GEMALTO_FIRMWARE_FEATURES)
+        );
+        let esc2 = [0x6B, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0x02];
+        let tlv = StepKind::Op(Op::Control {
+            code: 0x4233_0012,
+            tx: Vec::new(),
+        });
+        assert_eq!(
+            classify_missing(&tlv, &esc2, A, &[]),
+            Some(&GEMALTO_FIRMWARE_ID)
+        );
+        assert_eq!(classify_missing(&tlv, &esc, A, &[]), None);
+        let off = [0x63, 0, 0, 0, 0, 0, 9, 0, 0, 0];
+        let pd = StepKind::Op(Op::PowerDown);
+        assert_eq!(
+            classify_missing(&pd, &off, A, &[0x63]),
+            Some(&POWER_OFF_ONCE)
+        );
+        assert_eq!(classify_missing(&pd, &off, A, &[]), None);
+        assert_eq!(
+            classify_missing(&pd, &off, Silence::Gone, &[]),
+            Some(&NO_IO_WHEN_GONE)
+        );
+        assert_eq!(classify_seq(0, Some(0)), Some(&BSEQ_PER_COMMAND));
+        assert_eq!(classify_seq(1, Some(0)), None);
+    }
+}
