@@ -20,4 +20,5 @@ pub mod atr;
 pub mod negotiate;
 pub mod params;
 pub mod pps;
+pub mod t0;
 pub mod t1;
