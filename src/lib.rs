@@ -29,6 +29,7 @@ pub mod iso7816;
 pub mod logging;
 pub mod pinpad;
 pub mod proto;
+pub mod quirks;
 pub mod reader;
 pub mod transport;
 
