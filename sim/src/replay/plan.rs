@@ -228,7 +228,8 @@ fn frame_data(data: &[u8]) -> Vec<u8> {
 /// An entry of one reader's recorded sequence.
 enum Item {
     Host(usize),
-    In(usize, Transfer),
+    /// Line, transfer, joined from several reads.
+    In(usize, Transfer, bool),
     Timeout,
     NoDevice,
     Activity,
@@ -264,7 +265,7 @@ pub(crate) fn build(trace: &Trace) -> Plan {
                 items
                     .entry(key)
                     .or_default()
-                    .push((seg, Item::In(e.line, t.clone())));
+                    .push((seg, Item::In(e.line, t.clone(), false)));
             }
             EventKind::ReadTimeout => items.entry(key).or_default().push((seg, Item::Timeout)),
             EventKind::NoDevice => items.entry(key).or_default().push((seg, Item::NoDevice)),
@@ -345,12 +346,12 @@ fn assign_answers(rec: &mut Recorded, seq: Vec<(usize, Item)>) {
         // Join transfers read in pieces.
         let mut joined: Vec<Item> = Vec::new();
         for it in list {
-            if let Item::In(_, t) = &it {
-                if let Some(Item::In(_, prev)) = joined.last_mut() {
+            if let Item::In(_, t, _) = &it {
+                if let Some(Item::In(_, prev, was_joined)) = joined.last_mut() {
                     if short_of_declared(&prev.data) && !complete(&t.data) && !t.data.is_empty() {
                         prev.data.extend_from_slice(&t.data);
-                        prev.reconstructed = true;
                         prev.cut |= t.cut;
+                        *was_joined = true;
                         continue;
                     }
                 }
@@ -387,14 +388,14 @@ fn assign_answers(rec: &mut Recorded, seq: Vec<(usize, Item)>) {
                         explicit_timeout.push(*h);
                     }
                 }
-                Item::In(line, t) => {
+                Item::In(line, t, was_joined) => {
                     for a in activity_after.iter_mut() {
                         *a = true;
                     }
                     let answer = Answer {
                         line,
                         cut: t.cut,
-                        joined: t.reconstructed && !t.data.is_empty(),
+                        joined: was_joined,
                         data: t.data,
                     };
                     let target = by_seq(rec, &hosts_seen, &answer).or(hosts_seen.last().copied());

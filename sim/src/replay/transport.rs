@@ -406,25 +406,37 @@ impl ReplayTransport {
         "answered with a made-up reply".into()
     }
 
+    /// An answer for a command nothing recorded answers: the card state
+    /// the trace shows (status, ATR), parameters accepted as sent, a T=1
+    /// S-request acknowledged; anything else is refused as not supported.
     fn made_up(&self, st: &State, frame: &[u8]) -> Vec<u8> {
         let t = frame.first().copied().unwrap_or(0);
         let slot = frame.get(5).copied().unwrap_or(0);
         let seq = frame.get(6).copied().unwrap_or(0);
-        let (rtype, status, error, data): (u8, u8, u8, Vec<u8>) = match t {
-            0x65 => (0x81, st.last_icc, 0, Vec::new()),
-            0x62 if !st.atr.is_empty() => (0x80, 0, 0, st.atr.clone()),
-            0x62 => (0x80, 0x42, 0xFE, Vec::new()),
-            0x63 => (0x81, 0x01, 0, Vec::new()),
+        let data_in = frame.get(HEADER_LEN..).unwrap_or(&[]);
+        let (rtype, status, error, specific, data): (u8, u8, u8, u8, Vec<u8>) = match t {
+            0x65 => (0x81, st.last_icc, 0, 0, Vec::new()),
+            0x62 if !st.atr.is_empty() => (0x80, 0, 0, 0, st.atr.clone()),
+            0x62 => (0x80, 0x42, 0xFE, 0, Vec::new()),
+            0x63 => (0x81, 0x01, 0, 0, Vec::new()),
+            0x61 => (
+                0x82,
+                st.last_icc,
+                0,
+                frame.get(7).copied().unwrap_or(0),
+                data_in.to_vec(),
+            ),
+            0x6F if s_request(data_in) => (0x80, st.last_icc, 0, 0, s_response(data_in)),
             t => {
                 let r = MessageType(t)
                     .expected_response()
                     .map_or(MessageType::RDR_TO_PC_SLOT_STATUS.0, |m| m.0);
-                (r, 0x40 | st.last_icc, 0x00, Vec::new())
+                (r, 0x40 | st.last_icc, 0x00, 0, Vec::new())
             }
         };
         let mut out = vec![rtype];
         out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&[slot, seq, status, error, 0]);
+        out.extend_from_slice(&[slot, seq, status, error, specific]);
         out.extend_from_slice(&data);
         out
     }
@@ -566,6 +578,23 @@ impl ReplayTransport {
         }
         self.deliver(st, &host, ds);
     }
+}
+
+/// Whether `block` is a T=1 S-block request with a correct LRC.
+fn s_request(block: &[u8]) -> bool {
+    super::plan::t1_shaped(block) && block.get(1).is_some_and(|pcb| pcb & 0xE0 == 0xC0)
+}
+
+/// The S-block response to the S-block request `block`, same INF.
+fn s_response(block: &[u8]) -> Vec<u8> {
+    let mut out = block.to_vec();
+    if let Some(pcb) = out.get_mut(1) {
+        *pcb |= 0x20;
+    }
+    out.pop();
+    let lrc = out.iter().fold(0u8, |a, b| a ^ b);
+    out.push(lrc);
+    out
 }
 
 /// Where two commands first differ.
