@@ -298,6 +298,13 @@ pub fn decode(bytes: &[u8], edc: Edc) -> Result<(u8, Block), BlockError> {
     Ok((nad, block))
 }
 
+/// Bytes that follow a block's 3-byte prologue (INF and EDC), from its LEN
+/// byte: what a character-level reader must read after the prologue.
+/// `None` for the reserved LEN `FF`.
+pub fn rest_after_prologue(len: u8, edc: Edc) -> Option<usize> {
+    (len != LEN_RFU).then(|| usize::from(len) + edc.len())
+}
+
 /// Swaps the nibbles of a NAD: the card answers with SAD and DAD exchanged
 /// (§11.3.2.1).
 pub fn swap_nad(nad: u8) -> u8 {
@@ -452,6 +459,14 @@ mod tests {
                 }
             ))
         );
+    }
+
+    // §11.3.2.3 / §11.4.4: INF length from LEN, plus 1 (LRC) or 2 (CRC).
+    #[test]
+    fn rest_after_prologue_lengths() {
+        assert_eq!(rest_after_prologue(0, Edc::Lrc), Some(1));
+        assert_eq!(rest_after_prologue(254, Edc::Crc), Some(256));
+        assert_eq!(rest_after_prologue(0xFF, Edc::Lrc), None);
     }
 
     #[test]

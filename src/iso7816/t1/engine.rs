@@ -44,6 +44,7 @@
 
 use super::block::{decode, encode, swap_nad, Block, BlockError, RCode, SKind};
 use super::{T1Params, MAX_IFS};
+use crate::iso7816::params::Timing;
 use thiserror::Error;
 
 /// Retransmissions of one block before resynchronising (rule 7.4).
@@ -332,6 +333,15 @@ impl T1Engine {
     /// gives the per-block timeout.
     pub fn max_block_len(&self) -> usize {
         3 + usize::from(self.ifsd) + self.params.edc.len()
+    }
+
+    /// The timeout for the card's answer to a block sent with WTX factor
+    /// `wtx` (from [`T1Step::Send`]): `wtx × BWT` plus [`Self::max_block_len`]
+    /// characters at CWT plus the reader's margin, capped at `cap_ms`. The
+    /// answer's length is unknown in advance, so the longest possible block
+    /// is assumed.
+    pub fn answer_timeout_ms(&self, timing: &Timing, wtx: u8, cap_ms: u64) -> u64 {
+        timing.t1_block_timeout_ms(self.max_block_len(), wtx, cap_ms)
     }
 
     /// Gives up the exchange in progress (the reader could not complete

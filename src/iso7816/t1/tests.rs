@@ -520,6 +520,16 @@ fn ifsd_negotiation() {
     assert_eq!(done(r), Vec::<u8>::new());
     assert_eq!(e.ifsd(), 254);
     assert_eq!(e.max_block_len(), 258);
+    // §11.4.3: the answer timeout assumes the longest block.
+    let t = crate::iso7816::params::Timing {
+        cwi: 5,
+        ..Default::default()
+    };
+    assert_eq!(
+        e.answer_timeout_ms(&t, 0, u64::MAX),
+        t.t1_block_timeout_ms(258, 0, u64::MAX)
+    );
+    assert_eq!(e.answer_timeout_ms(&t, 2, 100), 100);
     // Three failures.
     let mut e = lrc_engine();
     e.negotiate_ifsd(200).unwrap();
