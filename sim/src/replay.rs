@@ -402,7 +402,7 @@ impl Run {
                 vendor_id: choice.vid_pid.0,
                 product_id: choice.vid_pid.1,
                 bus: 1,
-                address: (key + 2) as u8,
+                address: (key.wrapping_add(2) & 0xFF) as u8,
                 configuration: 1,
                 interface_class: 0x0B,
                 num_endpoints: 3,

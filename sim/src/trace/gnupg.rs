@@ -142,7 +142,9 @@ pub(super) fn parse(src: &Source<'_>) -> Result<Vec<Event>, ParseError> {
                     let close = r.find(']').ok_or_else(|| src.error(line, "unclosed '['"))?;
                     let offset: usize = r[..close]
                         .parse()
-                        .map_err(|_| src.error(line, "bad byte offset"))?;
+                        .ok()
+                        .filter(|o| *o <= ccid::proto::message::MAX_MESSAGE_LEN)
+                        .ok_or_else(|| src.error(line, "bad byte offset"))?;
                     let run = hex::run(&r[close + 1..]);
                     if !run.rest.is_empty() && !src.is_excerpt_end(rec.idx) {
                         return Err(src.error(line, format!("invalid hex byte '{}'", run.rest)));

@@ -295,3 +295,72 @@ fn native_errors_name_the_line() {
     let e = parse_str("x.trace", "# ccid-trace 1\ncall control lun=0\n").unwrap_err();
     assert!(e.message.contains("code="), "{e}");
 }
+
+#[test]
+fn gnupg_offsets_are_bounded() {
+    let text = "> DBG: ccid-driver: PC_to_RDR_IccPowerOn:\n> DBG: ccid-driver:   [99999999]  00\n";
+    let e = parse_str("big.log", text).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("offset"), "{e}");
+}
+
+/// Lines built from fragments of every format, in random order, never
+/// make the parser panic; an error names a line of the input.
+#[test]
+fn garbage_never_panics() {
+    let fragments = [
+        "00000010 [12] -> 000000 ",
+        "<- lun: 10000, ",
+        "-> ",
+        "NotifySlotChange: ",
+        "ifdhandler.c:1:IFDHPowerICC() action: PowerUp (lun: ",
+        "ifdhandler.c:2:IFDHControl() ControlCode: 0x",
+        "DBG: ccid-driver: sending ",
+        "DBG: ccid-driver: status: 40  error: ",
+        "> DBG: ccid-driver: PC_to_RDR_XfrBlock:",
+        "> DBG: ccid-driver:   [0012]  ",
+        "> DBG: ccid-driver:   bSeq ..........: ",
+        "debug libnfc.driver.acr122_usb TX: ",
+        "Response ",
+        "Command (byte) 0x",
+        "`",
+        "# --- [excerpt gap] ---",
+        "6F 05 00 00 00 00 ",
+        "0G ",
+        "FF",
+        "zz ",
+        "\u{1b}[36m",
+        "é→ ",
+        "(lun: 1)",
+        "[",
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut ok, mut err) = (0, 0);
+    for _ in 0..400 {
+        let lines = 1 + next(12);
+        let mut text = String::new();
+        for _ in 0..lines {
+            for _ in 0..1 + next(4) {
+                text.push_str(fragments[next(fragments.len())]);
+            }
+            text.push('\n');
+        }
+        match parse_str("fuzz", &text) {
+            Ok(t) => {
+                ok += 1;
+                assert!(t.events.iter().all(|e| e.line >= 1 && e.line <= lines));
+            }
+            Err(e) => {
+                err += 1;
+                assert!(e.line >= 1 && e.line <= lines, "{e}");
+            }
+        }
+    }
+    assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
+}
