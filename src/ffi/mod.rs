@@ -8,6 +8,9 @@
 //! output lengths set to 0 on error.
 
 #![allow(non_snake_case, non_camel_case_types)]
+// DWORD is 64 bits on Linux and 32 bits on macOS: the conversions to u64
+// are needed on one of them.
+#![allow(clippy::useless_conversion)]
 
 use crate::error::Error;
 use crate::ifd::{self, IfdCode};
@@ -147,8 +150,12 @@ unsafe fn get_dword(p: PDWORD) -> usize {
 
 /// Opens the reader `DeviceName` for `Lun` (pcsc-lite: `usb:VVVV/PPPP...`,
 /// or the friendly name on macOS).
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHCreateChannelByName(Lun: DWORD, DeviceName: LPSTR) -> RESPONSECODE {
+pub unsafe extern "C" fn IFDHCreateChannelByName(Lun: DWORD, DeviceName: LPSTR) -> RESPONSECODE {
     guard("IFDHCreateChannelByName", || {
         init();
         if DeviceName.is_null() {
@@ -160,7 +167,7 @@ pub extern "C" fn IFDHCreateChannelByName(Lun: DWORD, DeviceName: LPSTR) -> RESP
             .to_string_lossy()
             .into_owned();
         log::info!("IFDHCreateChannelByName lun: {Lun:X}, device: {name}");
-        match registry::create_channel(Lun as u64, &name) {
+        match registry::create_channel(u64::from(Lun), &name) {
             Ok(_) => rc(IfdCode::Success),
             Err(e @ (Error::NoReader(_) | Error::Refused(_))) => {
                 log::info!("{name}: {e}");
@@ -178,7 +185,7 @@ pub extern "C" fn IFDHCreateChannel(Lun: DWORD, Channel: DWORD) -> RESPONSECODE 
     guard("IFDHCreateChannel", || {
         init();
         log::info!("IFDHCreateChannel lun: {Lun:X}, channel: {Channel}");
-        match registry::create_channel(Lun as u64, "usb:") {
+        match registry::create_channel(u64::from(Lun), "usb:") {
             Ok(_) => rc(IfdCode::Success),
             Err(e) => err_rc("IFDHCreateChannel", Lun, &e),
         }
@@ -189,7 +196,7 @@ pub extern "C" fn IFDHCreateChannel(Lun: DWORD, Channel: DWORD) -> RESPONSECODE 
 #[no_mangle]
 pub extern "C" fn IFDHCloseChannel(Lun: DWORD) -> RESPONSECODE {
     guard("IFDHCloseChannel", || {
-        match registry::close_channel(Lun as u64) {
+        match registry::close_channel(u64::from(Lun)) {
             Ok(()) => rc(IfdCode::Success),
             Err(e) => err_rc("IFDHCloseChannel", Lun, &e),
         }
@@ -197,8 +204,12 @@ pub extern "C" fn IFDHCloseChannel(Lun: DWORD) -> RESPONSECODE {
 }
 
 /// Reads a capability (`TAG_IFD_*`, `SCARD_ATTR_*`).
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHGetCapabilities(
+pub unsafe extern "C" fn IFDHGetCapabilities(
     Lun: DWORD,
     Tag: DWORD,
     Length: PDWORD,
@@ -210,7 +221,7 @@ pub extern "C" fn IFDHGetCapabilities(
         }
         // SAFETY: checked non-null; pcscd passes a valid DWORD.
         let cap = unsafe { get_dword(Length) };
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => {
                 // SAFETY: checked non-null above.
@@ -270,15 +281,19 @@ unsafe fn copy_fn(out: *mut u8, cap: usize, f: usize) -> Result<usize, Error> {
 
 /// Sets a capability. Only `TAG_IFD_DEVICE_REMOVED` is accepted, and acted
 /// upon only when the device is really gone.
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHSetCapabilities(
+pub unsafe extern "C" fn IFDHSetCapabilities(
     Lun: DWORD,
     Tag: DWORD,
     Length: DWORD,
     Value: PUCHAR,
 ) -> RESPONSECODE {
     guard("IFDHSetCapabilities", || {
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHSetCapabilities", Lun, &e),
         };
@@ -305,7 +320,7 @@ pub extern "C" fn IFDHSetProtocolParameters(
     PTS3: UCHAR,
 ) -> RESPONSECODE {
     guard("IFDHSetProtocolParameters", || {
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHSetProtocolParameters", Lun, &e),
         };
@@ -318,8 +333,12 @@ pub extern "C" fn IFDHSetProtocolParameters(
 }
 
 /// Powers the card up, down, or resets it; returns the ATR.
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHPowerICC(
+pub unsafe extern "C" fn IFDHPowerICC(
     Lun: DWORD,
     Action: DWORD,
     Atr: PUCHAR,
@@ -330,7 +349,7 @@ pub extern "C" fn IFDHPowerICC(
         let cap = unsafe { get_dword(AtrLength) };
         // SAFETY: as above.
         unsafe { set_dword(AtrLength, 0) };
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHPowerICC", Lun, &e),
         };
@@ -378,8 +397,12 @@ pub extern "C" fn IFDHPowerICC(
 }
 
 /// Sends an APDU to the card and returns its answer.
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHTransmitToICC(
+pub unsafe extern "C" fn IFDHTransmitToICC(
     Lun: DWORD,
     SendPci: SCARD_IO_HEADER,
     TxBuffer: PUCHAR,
@@ -401,7 +424,7 @@ pub extern "C" fn IFDHTransmitToICC(
         else {
             return rc(IfdCode::CommunicationError);
         };
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHTransmitToICC", Lun, &e),
         };
@@ -426,8 +449,12 @@ pub extern "C" fn IFDHTransmitToICC(
 }
 
 /// Reader control (PC/SC v2 part 10 features, escape, properties).
+///
+/// # Safety
+/// Pointers are null or valid for the lengths pcsc-lite's `ifdhandler.h`
+/// documents for this function, for the duration of the call.
 #[no_mangle]
-pub extern "C" fn IFDHControl(
+pub unsafe extern "C" fn IFDHControl(
     Lun: DWORD,
     dwControlCode: DWORD,
     TxBuffer: PUCHAR,
@@ -449,7 +476,7 @@ pub extern "C" fn IFDHControl(
         } else {
             usize::try_from(RxLength).unwrap_or(0)
         };
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHControl", Lun, &e),
         };
@@ -473,7 +500,7 @@ pub extern "C" fn IFDHControl(
 #[no_mangle]
 pub extern "C" fn IFDHICCPresence(Lun: DWORD) -> RESPONSECODE {
     guard("IFDHICCPresence", || {
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHICCPresence", Lun, &e),
         };
@@ -490,7 +517,7 @@ pub extern "C" fn IFDHICCPresence(Lun: DWORD) -> RESPONSECODE {
 /// TAG_IFD_POLLING_THREAD_WITH_TIMEOUT).
 extern "C" fn IFDHPolling(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
     guard("IFDHPolling", || {
-        let slot = match registry::get(Lun as u64) {
+        let slot = match registry::get(u64::from(Lun)) {
             Ok(s) => s,
             Err(e) => return err_rc("IFDHPolling", Lun, &e),
         };
@@ -508,7 +535,7 @@ extern "C" fn IFDHPolling(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
 /// Ends a running [`IFDHPolling`] (TAG_IFD_STOP_POLLING_THREAD).
 extern "C" fn IFDHStopPolling(Lun: DWORD) -> RESPONSECODE {
     guard("IFDHStopPolling", || {
-        if let Ok(slot) = registry::get(Lun as u64) {
+        if let Ok(slot) = registry::get(u64::from(Lun)) {
             slot.device.stop_wait(usize::from(slot.index));
         }
         rc(IfdCode::Success)
@@ -520,7 +547,7 @@ extern "C" fn IFDHStopPolling(Lun: DWORD) -> RESPONSECODE {
 extern "C" fn IFDHSleep(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
     guard("IFDHSleep", || {
         let ms = u64::try_from(timeout).unwrap_or(0);
-        match registry::get(Lun as u64) {
+        match registry::get(u64::from(Lun)) {
             Ok(slot) => {
                 let _ = slot
                     .device

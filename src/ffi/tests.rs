@@ -8,6 +8,26 @@ use crate::reader::testing::Scripted;
 use crate::transport::Transport;
 use std::sync::{Arc, Mutex, Once};
 
+// The exported functions are `unsafe`: these test wrappers call them with
+// pointers to live local buffers, or null where the test says so.
+macro_rules! safe {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name($($arg: $ty),*) -> RESPONSECODE {
+            // SAFETY: every pointer passed in the tests is null or points to
+            // a live buffer of at least the length passed with it.
+            unsafe { super::$name($($arg),*) }
+        }
+    )*};
+}
+safe! {
+    IFDHCreateChannelByName(lun: DWORD, name: LPSTR);
+    IFDHGetCapabilities(lun: DWORD, tag: DWORD, len: PDWORD, value: PUCHAR);
+    IFDHSetCapabilities(lun: DWORD, tag: DWORD, len: DWORD, value: PUCHAR);
+    IFDHPowerICC(lun: DWORD, action: DWORD, atr: PUCHAR, len: PDWORD);
+    IFDHTransmitToICC(lun: DWORD, pci: SCARD_IO_HEADER, tx: PUCHAR, txlen: DWORD, rx: PUCHAR, rxlen: PDWORD, recv: *mut SCARD_IO_HEADER);
+    IFDHControl(lun: DWORD, code: DWORD, tx: PUCHAR, txlen: DWORD, rx: PUCHAR, rxlen: DWORD, ret: PDWORD);
+}
+
 static DEVICES: Mutex<Vec<(String, Arc<Scripted>)>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 

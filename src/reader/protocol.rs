@@ -10,7 +10,9 @@ use crate::iso7816::negotiate::{
     self, NegotiateError, NegotiateOptions, Protocol, ReaderCaps, SetParametersOutcome,
 };
 use crate::iso7816::params::Timing;
-use crate::iso7816::t1::engine::{LinkError, SecureAnswer, T1Engine, T1Error, T1Step};
+use crate::iso7816::t0::{T0CharEngine, T0Options, T0Step};
+use crate::iso7816::t1::block::rest_after_prologue;
+use crate::iso7816::t1::{LinkError, SecureAnswer, T1Engine, T1Error, T1Step};
 use crate::proto::descriptor::ExchangeLevel;
 use crate::proto::message::{Command, CommandStatus};
 use std::time::Duration;
@@ -117,7 +119,7 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
         (ExchangeLevel::Tpdu | ExchangeLevel::Character, Protocol::T1) => {
             let params = plan.t1.unwrap_or_default();
             let mut engine = T1Engine::new(params);
-            if plan.negotiate_ifsd && level == ExchangeLevel::Tpdu {
+            if plan.negotiate_ifsd {
                 negotiate_ifsd(slot, &mut engine, params.ifsd, plan.timeout_ms)?;
             }
             Some(engine)
@@ -172,13 +174,14 @@ fn drive_t1(
         match step {
             T1Step::Done { response } => return Ok(response),
             T1Step::Send { block, wtx } => {
+                // The answer may be the longest block the card can send.
                 let timeout = match timing {
-                    Some(t) => Duration::from_millis(t.t1_block_timeout_ms(block.len(), wtx, cap)),
+                    Some(t) => Duration::from_millis(engine.answer_timeout_ms(t, wtx, cap)),
                     None => fallback.saturating_mul(u32::from(wtx.max(1))),
                 };
                 let bwi = if wtx > 1 { wtx } else { 0 };
-                let rx = match slot.xfr_block(0, &block, bwi, timeout) {
-                    Ok(r) => Ok(r.data),
+                let rx = match xfr_t1_block(slot, engine, &block, bwi, timeout) {
+                    Ok(r) => Ok(r),
                     Err(e) => Err(link_error(e)?),
                 };
                 step = engine
@@ -189,15 +192,59 @@ fn drive_t1(
     }
 }
 
+/// Sends one T=1 block and returns the card's block. A TPDU reader does
+/// this in one XfrBlock; at character level the driver asks for the
+/// 3-byte prologue, then for LEN + EDC bytes.
+fn xfr_t1_block(
+    slot: &Slot,
+    engine: &T1Engine,
+    block: &[u8],
+    bwi: u8,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    if slot.device.caps().level() != ExchangeLevel::Character {
+        return Ok(slot.xfr_block(0, block, bwi, timeout)?.data);
+    }
+    let mut answer = slot.xfr_block(3, block, bwi, timeout)?.data;
+    let len = *answer
+        .get(2)
+        .ok_or(Error::Protocol("T=1 prologue shorter than 3 bytes".into()))?;
+    let rest = rest_after_prologue(len, engine.params().edc)
+        .ok_or(Error::Protocol("T=1 block with LEN 0xFF".into()))?;
+    let tail = slot.xfr_block(rest as u16, &[], 0, timeout)?.data;
+    answer.extend_from_slice(&tail);
+    Ok(answer)
+}
+
+/// Character level, T=0: the driver handles the procedure bytes.
+fn transmit_t0_char(slot: &Slot, tx: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    let (mut engine, mut step) = T0CharEngine::start(tx, T0Options::default()).map_err(|e| {
+        log::error!("T=0: {e}");
+        Error::Protocol(format!("T=0: {e}"))
+    })?;
+    loop {
+        match step {
+            T0Step::Done { response } => return Ok(response),
+            T0Step::Send { bytes, expect } => {
+                let level = u16::try_from(expect)
+                    .map_err(|_| Error::Protocol("T=0 read too long".into()))?;
+                let got = slot.xfr_block(level, &bytes, 0, timeout)?.data;
+                step = engine.on_bytes(&got).map_err(|e| {
+                    log::error!("T=0: {e}");
+                    Error::Protocol(format!("T=0: {e}"))
+                })?;
+            }
+        }
+    }
+}
+
 fn negotiate_ifsd(slot: &Slot, engine: &mut T1Engine, ifsd: u8, timeout_ms: u64) -> Result<()> {
     let step = engine.negotiate_ifsd(ifsd).map_err(t1_error)?;
-    drive_t1(
-        slot,
-        engine,
-        None,
-        Duration::from_millis(timeout_ms.clamp(1, 10_000)),
-        step,
-    )?;
+    let fallback = Duration::from_millis(timeout_ms.clamp(1, 10_000));
+    if let Err(e) = drive_t1(slot, engine, None, fallback, step) {
+        engine.abandon();
+        return Err(e);
+    }
     log::info!("IFSD {ifsd} accepted by the card");
     Ok(())
 }
@@ -212,14 +259,20 @@ pub fn transmit_engine(
 ) -> Result<Vec<u8>> {
     let level = slot.device.caps().level();
     match (level, protocol) {
-        (ExchangeLevel::Tpdu, SCARD_PROTOCOL_T1) => {
+        (ExchangeLevel::Character, SCARD_PROTOCOL_T0) => transmit_t0_char(slot, tx, timeout),
+        (ExchangeLevel::Tpdu | ExchangeLevel::Character, SCARD_PROTOCOL_T1) => {
             let mut st = slot.lock();
             let timing = st.timing;
             let Some(engine) = st.t1.as_mut() else {
                 return Err(Error::Protocol("T=1 was not selected for this card".into()));
             };
             let step = engine.transceive_start(tx).map_err(t1_error)?;
-            drive_t1(slot, engine, timing.as_ref(), timeout, step)
+            let r = drive_t1(slot, engine, timing.as_ref(), timeout, step);
+            if r.is_err() {
+                // The next exchange starts with a resynchronisation.
+                engine.abandon();
+            }
+            r
         }
         _ => Err(Error::ProtocolNotSupported(format!(
             "protocol {protocol:#x} at {} level",
