@@ -52,7 +52,7 @@ sc_qemu_reader_prepare() {
         # pcscd puts the USB serial string (QEMU derives it from the port) in the reader name
         QR_MATCH="($(cat "$dev/serial"))"
         pass usb_enumerated "$(basename "$dev") $(cat "$dev/product" | tr ' ' _) speed=$(cat "$dev/speed")"
-        lsusb -v -d "$QR_VIDPID" >"$DOUT/lsusb-v.txt" 2>&1
+        timeout 10 lsusb -v -d "$QR_VIDPID" >"$DOUT/lsusb-v.txt" 2>&1
     else
         QR_MATCH=
         fail usb_enumerated "no $QR_VIDPID device in /sys/bus/usb/devices"
@@ -61,7 +61,7 @@ sc_qemu_reader_prepare() {
 
 # the reader number opensc-tool and pkcs15-tool use for our reader
 qr_opensc_reader() {
-    opensc-tool -l 2>/dev/null | awk -v m="$QR_MATCH" 'index($0, m) && $1 ~ /^[0-9]+$/ { print $1; exit }'
+    timeout 20 opensc-tool -l 2>/dev/null | awk -v m="$QR_MATCH" 'index($0, m) && $1 ~ /^[0-9]+$/ { print $1; exit }'
 }
 
 qr_pkcs11_module() {
