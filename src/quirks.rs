@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 use crate::config::DriverOptions;
+use crate::iso7816::negotiate::{NegotiateOptions, Protocol};
 use crate::proto::descriptor::{CcidDescriptor, ExchangeLevel, Features};
 use crate::transport::UsbInfo;
 use bitflags::bitflags;
@@ -74,8 +75,9 @@ bitflags! {
         /// A power-on failing with bError 0xBB (protocol error in EMV mode)
         /// sends [`EMV_TO_ISO_ESCAPE`] and retries the power-on once.
         const EMV_TO_ISO_ON_POWER_ON_ERROR = 1 << 4;
-        /// Card presence is the result of the last power-on (present until
-        /// a power-on fails), not a GetSlotStatus.
+        /// Card presence is not asked with GetSlotStatus (the reader always
+        /// reports a card): it is the result of the last power-on, present
+        /// initially and after a successful one, absent after a failed one.
         const CACHED_PRESENCE = 1 << 5;
         /// Before each bulk-OUT write, read bulk-IN for 10 ms to swallow a
         /// stray zero-length packet.
@@ -1870,6 +1872,27 @@ impl Resolved {
             .message_length_allowance
             .map_or(own, |a| own.max((a as usize).saturating_sub(10)));
         (max, len > own && len <= max)
+    }
+
+    /// Negotiation options for a card selected in `protocol` on this
+    /// reader, from `base`: no PPS for readers that break on it, and the
+    /// extra T=1 timeout. (`dwMaxDataRate` and the rate table come from
+    /// [`Resolved::slot_caps`].)
+    pub fn negotiate_options(
+        &self,
+        protocol: Protocol,
+        base: NegotiateOptions,
+    ) -> NegotiateOptions {
+        let mut o = base;
+        if self.has(QuirkFlags::NO_PPS) {
+            o.no_pps = true;
+        }
+        if protocol == Protocol::T1 {
+            o.extra_timeout_ms = o
+                .extra_timeout_ms
+                .saturating_add(self.t1_extra_timeout.as_millis() as u64);
+        }
+        o
     }
 
     /// The answer the driver gives itself to `apdu`, for readers whose host

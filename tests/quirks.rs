@@ -4,6 +4,7 @@
 //! consistency checks of the table itself.
 
 use ccid::config::DriverOptions;
+use ccid::iso7816::negotiate::{NegotiateOptions, Protocol};
 use ccid::proto::descriptor::{CcidDescriptor, ExchangeLevel, Features};
 use ccid::quirks::{
     self, card_quirks, composite_as_multislot, describe, format_bcd, pinpad_prompts, resolve,
@@ -431,6 +432,9 @@ fn row04_o2micro_no_pps_9600() {
             ("dwMaxDataRate", "307200", "9600")
         );
         assert!(r.refused.is_none(), "firmware 1.10 is not refused");
+        let o = r.negotiate_options(Protocol::T1, NegotiateOptions::default());
+        assert!(o.no_pps);
+        assert_eq!(o.extra_timeout_ms, 0);
     }
 }
 
@@ -833,6 +837,11 @@ fn row29_sec1100_interrupt_read_on_macos() {
 fn row30_thales_fusion_nfc_timeout() {
     let r = fixture(0x08E6, 0x34D2).resolve();
     assert_eq!(r.t1_extra_timeout, Duration::from_secs(300));
+    let base = NegotiateOptions::default();
+    let t1 = r.negotiate_options(Protocol::T1, base.clone());
+    assert_eq!(t1.extra_timeout_ms, base.extra_timeout_ms + 300_000);
+    assert!(!t1.no_pps);
+    assert_eq!(r.negotiate_options(Protocol::T0, base.clone()), base);
     assert_eq!(
         fixture(0x08E6, 0x3437).resolve().t1_extra_timeout,
         Duration::ZERO
