@@ -1,3 +1,4 @@
 //! Virtual CCID readers and cards.
 pub mod trace;
 pub mod replay;
+pub mod gadget;
