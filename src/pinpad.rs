@@ -412,3 +412,214 @@ mod tests {
         assert_eq!(pin_properties(0x0210, 7), [0x10, 0x02, 7, 0]);
     }
 }
+
+/// The 21-byte answer of Gemalto readers to GET_FIRMWARE_FEATURES (escape
+/// `6A`): the pinpad's own view of its capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemaltoFeatures {
+    /// Logical LCD lines.
+    pub lcd_lines: u8,
+    /// Characters per LCD line.
+    pub lcd_chars: u8,
+    /// The validation conditions the reader accepts.
+    pub entry_validation: u8,
+    /// FEATURE_VERIFY_PIN_DIRECT supported.
+    pub verify_pin_direct: bool,
+    /// FEATURE_MODIFY_PIN_DIRECT supported.
+    pub modify_pin_direct: bool,
+    /// The reader handles the PIN-modify layout shifts made by
+    /// bNumberMessage correctly.
+    pub number_message_fix: bool,
+    /// Smallest PIN.
+    pub min_pin_size: u8,
+    /// Largest PIN.
+    pub max_pin_size: u8,
+}
+
+impl GemaltoFeatures {
+    /// Decodes the answer; `None` unless it is exactly 21 bytes.
+    pub fn parse(b: &[u8]) -> Option<GemaltoFeatures> {
+        if b.len() != 21 {
+            return None;
+        }
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        Some(GemaltoFeatures {
+            lcd_lines: at(0),
+            lcd_chars: at(1),
+            entry_validation: at(3),
+            verify_pin_direct: at(4) & 0x20 != 0,
+            modify_pin_direct: at(4) & 0x40 != 0,
+            number_message_fix: at(8) & 0x04 != 0,
+            min_pin_size: at(13),
+            max_pin_size: at(14),
+        })
+    }
+}
+
+/// Reader-specific fixes of the PIN structures, each selected by a quirk
+/// flag of the reader (see `crate::quirks`).
+pub mod fixes {
+    use super::{GemaltoFeatures, PinModify, PinVerify};
+    use crate::quirks::QuirkFlags;
+
+    /// Applies the verification fixes.
+    pub fn verify(v: &mut PinVerify, flags: QuirkFlags, gemalto: Option<&GemaltoFeatures>) {
+        if flags.contains(QuirkFlags::PIN_VERIFY_ONE_MESSAGE) {
+            v.number_message = 1;
+        }
+        if flags.contains(QuirkFlags::PIN_VERIFY_NO_MESSAGE) {
+            v.number_message = 0;
+        }
+        if flags.contains(QuirkFlags::PIN_VALIDATION_KEY_ONLY) {
+            v.entry_validation_condition = 0x02;
+        }
+        if flags.contains(QuirkFlags::PIN_SWAP_MAX_EXTRA_DIGIT) {
+            v.pin_max_extra_digit = v.pin_max_extra_digit.swap_bytes();
+        }
+        if let Some(g) = gemalto {
+            if v.entry_validation_condition & !g.entry_validation != 0 {
+                v.entry_validation_condition &= g.entry_validation;
+            }
+        }
+    }
+
+    /// Applies the modification fixes and returns the `abData` to send.
+    pub fn modify(
+        m: &mut PinModify,
+        flags: QuirkFlags,
+        gemalto: Option<&GemaltoFeatures>,
+    ) -> zeroize::Zeroizing<Vec<u8>> {
+        /// Offset of bNumberMessage in the CCID modification structure
+        /// (after bPINOperation).
+        const NUMBER_MESSAGE: usize = 11;
+        let mut restore = None;
+        if flags.contains(QuirkFlags::PIN_MODIFY_ALL_MESSAGE_INDEXES) {
+            m.number_message = 3;
+            m.msg_index = [0, 0, 0];
+            restore = Some(0);
+        }
+        if flags.contains(QuirkFlags::PIN_MODIFY_THREE_MESSAGES) {
+            m.number_message = 3;
+        }
+        if flags.contains(QuirkFlags::PIN_VALIDATION_KEY_ONLY) {
+            m.entry_validation_condition = 0x02;
+        }
+        if let Some(g) = gemalto {
+            if m.entry_validation_condition & !g.entry_validation != 0 {
+                m.entry_validation_condition &= g.entry_validation;
+            }
+        }
+        let layout_bug = flags.contains(QuirkFlags::PIN_MODIFY_GEMALTO_LAYOUT)
+            && !gemalto.is_some_and(|g| g.number_message_fix);
+        if layout_bug && m.number_message != 3 {
+            // The reader expects bMsgIndex2 and 3 whatever bNumberMessage
+            // says: build the structure for 3 messages, send the real count.
+            restore = Some(m.number_message);
+            m.number_message = 3;
+        }
+        if flags.contains(QuirkFlags::PIN_MODIFY_NO_MESSAGE_AS_DEFAULT) && m.number_message == 0 {
+            m.number_message = 0xFF;
+        }
+        let mut data = m.ccid_data();
+        if let (Some(n), Some(b)) = (restore, data.get_mut(NUMBER_MESSAGE)) {
+            *b = n;
+        }
+        data
+    }
+}
+
+#[cfg(test)]
+mod fix_tests {
+    use super::*;
+    use crate::quirks::QuirkFlags;
+
+    fn modify(number_message: u8) -> PinModify {
+        let mut s = vec![
+            0x1E,
+            0,
+            0x82,
+            0x47,
+            0x04,
+            0,
+            8,
+            0x04,
+            0x08,
+            0x03,
+            0x07,
+            number_message,
+            0x09,
+            0x04,
+            1,
+            2,
+            3,
+            0,
+            0,
+            0,
+        ];
+        let apdu = [0x00, 0x24, 0x00, 0x81, 0x10];
+        s.extend_from_slice(&(apdu.len() as u32).to_le_bytes());
+        s.extend_from_slice(&apdu);
+        PinModify::parse(&s).unwrap()
+    }
+
+    #[test]
+    fn spr532_modify_sends_all_indexes_and_zero_messages() {
+        let mut m = modify(1);
+        let d = fixes::modify(&mut m, QuirkFlags::PIN_MODIFY_ALL_MESSAGE_INDEXES, None);
+        assert_eq!(d[11], 0);
+        assert_eq!(&d[14..17], &[0, 0, 0]);
+        assert_eq!(d.len(), 1 + 13 + 3 + 3 + 5);
+    }
+
+    #[test]
+    fn gemalto_layout_bug_unless_fixed() {
+        let mut m = modify(1);
+        let d = fixes::modify(&mut m, QuirkFlags::PIN_MODIFY_GEMALTO_LAYOUT, None);
+        assert_eq!(d[11], 1);
+        assert_eq!(d.len(), 1 + 13 + 3 + 3 + 5);
+        let mut feat = [0u8; 21];
+        feat[3] = 0x02;
+        feat[8] = 0x04;
+        let g = GemaltoFeatures::parse(&feat).unwrap();
+        assert!(g.number_message_fix);
+        let mut m = modify(1);
+        let d = fixes::modify(&mut m, QuirkFlags::PIN_MODIFY_GEMALTO_LAYOUT, Some(&g));
+        assert_eq!(d[11], 1);
+        assert_eq!(d.len(), 1 + 13 + 2 + 3 + 5);
+        // Validation condition masked to what the reader accepts.
+        assert_eq!(d[10], 0x02);
+    }
+
+    #[test]
+    fn verify_fixes() {
+        let mut s = vec![
+            0x1E, 0, 0x82, 0x47, 0x04, 0x08, 0x04, 0x07, 0x02, 0x09, 0x04, 0, 0, 0, 0,
+        ];
+        let apdu = [0x00, 0x20, 0x00, 0x81, 0x08];
+        s.extend_from_slice(&(apdu.len() as u32).to_le_bytes());
+        s.extend_from_slice(&apdu);
+        let mut v = PinVerify::parse(&s).unwrap();
+        fixes::verify(
+            &mut v,
+            QuirkFlags::PIN_VERIFY_NO_MESSAGE | QuirkFlags::PIN_SWAP_MAX_EXTRA_DIGIT,
+            None,
+        );
+        assert_eq!(v.number_message, 0);
+        assert_eq!(v.pin_max_extra_digit, 0x0804);
+        let mut v = PinVerify::parse(&s).unwrap();
+        fixes::verify(
+            &mut v,
+            QuirkFlags::PIN_VERIFY_ONE_MESSAGE | QuirkFlags::PIN_VALIDATION_KEY_ONLY,
+            None,
+        );
+        assert_eq!((v.number_message, v.entry_validation_condition), (1, 2));
+        assert!(GemaltoFeatures::parse(&[0; 20]).is_none());
+    }
+
+    #[test]
+    fn cherry_kc1000_no_message_as_default() {
+        let mut m = modify(0);
+        let d = fixes::modify(&mut m, QuirkFlags::PIN_MODIFY_NO_MESSAGE_AS_DEFAULT, None);
+        assert_eq!(d[11], 0xFF);
+    }
+}

@@ -470,29 +470,6 @@ pub const OPENPGP_SLOW_BWT_ATR: [u8; 20] = [
     0x00, 0x90, 0x00, 0xB1,
 ];
 
-/// Card quirk, as libccid applies it: for the OpenPGP card of
-/// [`OPENPGP_SLOW_BWT_ATR`] selected in T=1, announce `bmWaitingIntegersT1`
-/// `75` (BWI 7, about 11 s) instead of `45`, and lengthen the timeout to
-/// match. Returns true when the plan was changed.
-pub fn apply_openpgp_bwt_fix(atr: &Atr, plan: &mut Plan) -> bool {
-    if atr.raw() != OPENPGP_SLOW_BWT_ATR || plan.protocol != Protocol::T1 {
-        return false;
-    }
-    let Some(b) = plan
-        .set_parameters
-        .as_mut()
-        .and_then(|(_, d)| d.get_mut(3))
-        .filter(|b| **b == 0x45)
-    else {
-        return false;
-    };
-    *b = 0x75;
-    plan.timing.bwi = 7;
-    plan.timing.cwi = 5;
-    plan.recompute_timeout();
-    true
-}
-
 /// The result of a SetParameters command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetParametersOutcome {
@@ -954,23 +931,6 @@ mod tests {
     }
 
     // The OpenPGP card fix: TB3 45 → 75.
-    #[test]
-    fn openpgp_fix() {
-        let a = Atr::parse(&OPENPGP_SLOW_BWT_ATR).unwrap();
-        assert_eq!(a.tck_ok(), Some(true));
-        let mut p = plan(&a, Protocol::T1, &caps(), &NegotiateOptions::default()).unwrap();
-        assert_eq!(p.set_parameters.as_ref().unwrap().1[3], 0x45);
-        let before = p.timeout_ms;
-        assert!(apply_openpgp_bwt_fix(&a, &mut p));
-        assert_eq!(p.set_parameters.as_ref().unwrap().1[3], 0x75);
-        assert!(p.timeout_ms > before);
-        assert_eq!(p.timing.bwi, 7);
-        // Not applied twice, nor to other cards.
-        assert!(!apply_openpgp_bwt_fix(&a, &mut p));
-        let other = t1_card(0x11, None);
-        let mut q = plan(&other, Protocol::T1, &caps(), &NegotiateOptions::default()).unwrap();
-        assert!(!apply_openpgp_bwt_fix(&other, &mut q));
-    }
 
     // CCID §6.2.3: SetParameters bError.
     #[test]

@@ -6,6 +6,7 @@ use super::slot::Slot;
 use crate::error::{Error, Result};
 use crate::pinpad::{self, PinModify, PinVerify};
 use crate::proto::descriptor::{ExchangeLevel, PinSupport};
+use crate::quirks::QuirkFlags;
 use std::time::Duration;
 
 /// `SCARD_CTL_CODE(code)` on Linux and macOS pcsc-lite.
@@ -84,6 +85,12 @@ pub fn features(slot: &Slot) -> Vec<(u8, u32)> {
         feature::GET_TLV_PROPERTIES,
         feature_ioctl(feature::GET_TLV_PROPERTIES),
     ));
+    if slot.device.quirks().has(QuirkFlags::MCT_READER_DIRECT) {
+        v.push((
+            feature::MCT_READER_DIRECT,
+            feature_ioctl(feature::MCT_READER_DIRECT),
+        ));
+    }
     if slot.escape_allowed() {
         v.push((
             feature::CCID_ESC_COMMAND,
@@ -96,6 +103,18 @@ pub fn features(slot: &Slot) -> Vec<(u8, u32)> {
 /// The TLV properties of the reader (FEATURE_GET_TLV_PROPERTIES).
 pub fn tlv_properties(slot: &Slot) -> Vec<u8> {
     let dev: &Device = &slot.device;
+    // Gemalto readers tell their firmware version through an escape.
+    let firmware_id = if dev.quirks().has(QuirkFlags::FIRMWARE_ID_TLV) {
+        slot.escape(&crate::quirks::GEMALTO_FIRMWARE_ID_ESCAPE, ESCAPE_TIMEOUT)
+            .map_err(|e| log::info!("firmware id escape failed: {e}"))
+            .ok()
+            .map(|mut v| {
+                v.truncate(255);
+                v
+            })
+    } else {
+        None
+    };
     let d = &dev.caps().descriptor;
     let mut out = Vec::new();
     let mut put = |tag: u8, value: &[u8]| {
@@ -115,6 +134,16 @@ pub fn tlv_properties(slot: &Slot) -> Vec<u8> {
         );
     }
     put(property::B_TIME_OUT2, &[0]);
+    if let Some(fw) = firmware_id.as_deref() {
+        put(property::S_FIRMWARE_ID, fw);
+    }
+    if let Some(t) = dev.quirks().pin.tlv {
+        put(property::B_MIN_PIN_SIZE, &[t.min_pin_size]);
+        put(property::B_MAX_PIN_SIZE, &[t.max_pin_size]);
+        if let Some(c) = t.entry_validation {
+            put(property::B_ENTRY_VALIDATION_CONDITION, &[c]);
+        }
+    }
     put(property::B_PPDU_SUPPORT, &[u8::from(slot.escape_allowed())]);
     put(property::W_ID_VENDOR, &dev.info().vendor_id.to_le_bytes());
     put(property::W_ID_PRODUCT, &dev.info().product_id.to_le_bytes());
@@ -147,7 +176,13 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
             if d.bPINSupport == 0 {
                 return Err(Error::NotSupported("the reader has no pinpad".into()));
             }
-            pinpad::pin_properties(d.wLcdLayout, 0x07).to_vec()
+            let validation = slot
+                .device
+                .quirks()
+                .pin
+                .properties_validation
+                .unwrap_or(0x07);
+            pinpad::pin_properties(d.wLcdLayout, validation).to_vec()
         }
         c if c == feature_ioctl(feature::VERIFY_PIN_DIRECT) => {
             if !slot
@@ -165,10 +200,23 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
                     have: rx_capacity,
                 });
             }
-            let v = PinVerify::parse(tx).map_err(|e| {
+            let mut v = PinVerify::parse(tx).map_err(|e| {
                 log::info!("VERIFY_PIN_DIRECT: {e}");
                 Error::NotSupported(e.to_string())
             })?;
+            let q = slot.device.quirks();
+            let gemalto = q
+                .gemalto_features
+                .as_deref()
+                .and_then(pinpad::GemaltoFeatures::parse);
+            pinpad::fixes::verify(&mut v, q.flags, gemalto.as_ref());
+            if let Some(ms) = q.pin.verify_delay_ms {
+                // The reader still sees the Enter key of the previous entry.
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
+            }
+            if q.has(QuirkFlags::PIN_VERIFY_PREPARE_ESCAPE) {
+                slot.escape(&crate::quirks::SPR532_VERIFY_ESCAPE, ESCAPE_TIMEOUT)?;
+            }
             slot.secure(&v.ccid_data(), PinVerify::APDU_OFFSET, v.timeout())?
         }
         c if c == feature_ioctl(feature::MODIFY_PIN_DIRECT) => {
@@ -187,14 +235,40 @@ pub fn control(slot: &Slot, code: u32, tx: &[u8], rx_capacity: usize) -> Result<
                     have: rx_capacity,
                 });
             }
-            let m = PinModify::parse(tx).map_err(|e| {
+            let mut m = PinModify::parse(tx).map_err(|e| {
                 log::info!("MODIFY_PIN_DIRECT: {e}");
                 Error::NotSupported(e.to_string())
             })?;
-            slot.secure(&m.ccid_data(), m.apdu_offset(), m.timeout())?
+            let q = slot.device.quirks();
+            let gemalto = q
+                .gemalto_features
+                .as_deref()
+                .and_then(pinpad::GemaltoFeatures::parse);
+            let data = pinpad::fixes::modify(&mut m, q.flags, gemalto.as_ref());
+            let offset = data.len() - m.apdu.len();
+            slot.secure(&data, offset, m.timeout())?
+        }
+        c if c == feature_ioctl(feature::MCT_READER_DIRECT) => {
+            if !slot.device.quirks().has(QuirkFlags::MCT_READER_DIRECT) {
+                return Err(Error::NotSupported("not a SECODER reader".into()));
+            }
+            // Only the SECODER commands: CLA 20, INS 70..=74, P1 = P2 = 0,
+            // Lind = 0.
+            match tx {
+                [0x20, 0x70..=0x74, 0x00, 0x00, 0x00, ..] => {}
+                _ => return Err(Error::NotSupported("MCT command refused".into())),
+            }
+            let answer = slot.escape(tx, ESCAPE_TIMEOUT)?;
+            if answer.len() > rx_capacity {
+                return Err(Error::InsufficientBuffer {
+                    need: answer.len(),
+                    have: rx_capacity,
+                });
+            }
+            answer
         }
         IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE => {
-            if !slot.escape_allowed() {
+            if !slot.escape_permitted(tx) {
                 log::info!("Escape refused: ifdDriverOptions bit 0x01 is not set");
                 return Err(Error::NotSupported(
                     "escape commands are not enabled".into(),

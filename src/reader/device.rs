@@ -4,9 +4,11 @@
 //! from the interrupt endpoint.
 
 use super::exchange::{ExchangeLimits, Exchanger};
+use crate::config::DriverOptions;
 use crate::error::{Error, Result};
 use crate::proto::descriptor::{CcidDescriptor, ExchangeLevel, Features};
 use crate::proto::message::{Command, Notification, Response, SlotError};
+use crate::quirks::Resolved;
 use crate::transport::{
     ControlSetup, Transport, TransportError, UsbInfo, CLASS_INTERFACE_IN, REQUEST_GET_DATA_RATES,
 };
@@ -109,6 +111,7 @@ pub struct Device {
     events: Arc<Events>,
     interrupt_stop: Arc<AtomicBool>,
     interrupt_thread: Mutex<Option<JoinHandle<()>>>,
+    quirks: Resolved,
     /// Device name given by pcscd, for logs.
     pub name: String,
     /// Lun of slot 0.
@@ -132,6 +135,10 @@ pub struct OpenOptions {
     pub timeout_cap: Duration,
     /// Start the interrupt-endpoint thread for card events.
     pub card_events: bool,
+    /// `ifdDriverOptions` (quirk gates, bogus firmware).
+    pub driver_options: DriverOptions,
+    /// Language of on-reader prompts (`$LANG`).
+    pub lang: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -139,6 +146,8 @@ impl Default for OpenOptions {
         OpenOptions {
             timeout_cap: Duration::from_secs(600),
             card_events: true,
+            driver_options: DriverOptions::empty(),
+            lang: None,
         }
     }
 }
@@ -158,8 +167,56 @@ impl Device {
             log::error!("{name}: invalid CCID class descriptor: {e}");
             Error::NoReader(format!("invalid CCID class descriptor: {e}"))
         })?;
-        let mut descriptor = raw.clone();
         let iccd = super::iccd::Version::from_protocol(info.interface_protocol);
+        let slot_count = raw.slot_count();
+        let exchanger = Exchanger::new(transport, slot_count, lun_base).with_iccd(iccd);
+        let mut data_rates = Vec::new();
+        if raw.bNumDataRatesSupported != 0 {
+            data_rates = get_data_rates(&exchanger, &info, raw.bNumDataRatesSupported)
+                .unwrap_or_else(|e| {
+                    log::info!("{name}: GET_DATA_RATES failed: {e}");
+                    Vec::new()
+                });
+        }
+        // Reader quirks, resolved once; the raw descriptor stays as read.
+        let mut quirks = crate::quirks::resolve(&info, &raw, &data_rates, opts.driver_options);
+        if let Some(why) = &quirks.refused {
+            log::error!("{name}: {why}");
+            return Err(Error::Refused(why.clone()));
+        }
+        for line in crate::quirks::describe(&quirks) {
+            log::info!("{name}: {line}");
+        }
+        warm_up(&exchanger, name, &quirks, opts.timeout_cap)?;
+        for step in quirks.init_steps(opts.lang.as_deref()) {
+            if !step.sleep_before.is_zero() {
+                std::thread::sleep(step.sleep_before);
+            }
+            let limits =
+                ExchangeLimits::new(step.timeout.unwrap_or(DEFAULT_TIMEOUT), opts.timeout_cap);
+            let answer = exchanger
+                .exchange(
+                    0,
+                    &Command::Escape {
+                        data: step.data.clone(),
+                    },
+                    limits,
+                )
+                .and_then(|r| super::slot::check_status(&r).map(|_| r.data));
+            match answer {
+                Ok(a) => {
+                    quirks.apply_init_success(&step, &a);
+                }
+                Err(Error::NoDevice) => return Err(Error::NoDevice),
+                Err(e) if step.required => {
+                    log::error!("{name}: {} ({}) failed: {e}", step.name, step.quirk);
+                    return Err(e);
+                }
+                Err(e) => log::info!("{name}: {} ({}) failed: {e}", step.name, step.quirk),
+            }
+        }
+        let mut descriptor = quirks.descriptor.clone();
+        let data_rates = quirks.data_rates.clone();
         if iccd == Some(super::iccd::Version::B)
             && descriptor.exchange_level() == ExchangeLevel::ShortApdu
         {
@@ -171,20 +228,10 @@ impl Device {
             let max = (super::iccd::MAX_BLOCK + 10) as u32;
             descriptor.dwMaxCCIDMessageLength = descriptor.dwMaxCCIDMessageLength.clamp(11, max);
         }
-        let slot_count = descriptor.slot_count();
         let busy = match descriptor.bMaxCCIDBusySlots {
             0 | 1 => 1,
             n => usize::from(n).min(slot_count),
         };
-        let exchanger = Exchanger::new(transport, slot_count, lun_base).with_iccd(iccd);
-        let mut data_rates = Vec::new();
-        if descriptor.bNumDataRatesSupported != 0 {
-            data_rates = get_data_rates(&exchanger, &info, descriptor.bNumDataRatesSupported)
-                .unwrap_or_else(|e| {
-                    log::info!("{name}: GET_DATA_RATES failed: {e}");
-                    Vec::new()
-                });
-        }
         let caps = Caps {
             descriptor,
             data_rates,
@@ -198,6 +245,7 @@ impl Device {
             info,
             raw,
             caps,
+            quirks,
             gate: Gate {
                 limit: busy,
                 busy: Mutex::new(0),
@@ -210,7 +258,6 @@ impl Device {
             lun_base,
             cap: opts.timeout_cap,
         });
-        dev.warm_up()?;
         if opts.card_events && dev.info.has_interrupt {
             dev.start_interrupt_thread();
         }
@@ -226,26 +273,6 @@ impl Device {
         Ok(dev)
     }
 
-    /// The reader answers GetSlotStatus: a stale answer left from an
-    /// earlier session is dropped by the bSeq check, so a few short tries
-    /// suffice.
-    fn warm_up(&self) -> Result<()> {
-        let mut last = None;
-        for (i, t) in [1000u64, 300, 300].iter().enumerate() {
-            match self.exchange(0, &Command::GetSlotStatus, Duration::from_millis(*t)) {
-                Ok(_) => return Ok(()),
-                Err(Error::NoDevice) => return Err(Error::NoDevice),
-                Err(e) => {
-                    log::info!("{}: GetSlotStatus try {} failed: {e}", self.name, i + 1);
-                    last = Some(e);
-                }
-            }
-        }
-        let e = last.unwrap_or(Error::Timeout { ms: 1600 });
-        log::error!("{}: the reader does not answer: {e}", self.name);
-        Err(e)
-    }
-
     /// USB facts.
     pub fn info(&self) -> &UsbInfo {
         &self.info
@@ -259,6 +286,11 @@ impl Device {
     /// Effective capabilities.
     pub fn caps(&self) -> &Caps {
         &self.caps
+    }
+
+    /// The reader's quirks.
+    pub fn quirks(&self) -> &Resolved {
+        &self.quirks
     }
 
     /// Number of slots.
@@ -504,4 +536,29 @@ fn get_data_rates(ex: &Exchanger, info: &UsbInfo, n: u8) -> Result<Vec<u32>> {
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .filter(|r| *r != 0)
         .collect())
+}
+
+/// The reader answers GetSlotStatus: a stale answer left from an earlier
+/// session is dropped by the bSeq check, so a few tries suffice. Slow
+/// readers get the longer timeouts their quirks give.
+fn warm_up(ex: &Exchanger, name: &str, quirks: &Resolved, cap: Duration) -> Result<()> {
+    if let Some(d) = quirks.open_sleep {
+        std::thread::sleep(d);
+    }
+    let first = quirks.open_timeout.unwrap_or(Duration::from_millis(1000));
+    let retry = quirks.warm_up_timeout.unwrap_or(Duration::from_millis(300));
+    let mut last = None;
+    for (i, t) in [first, retry, retry].iter().enumerate() {
+        match ex.exchange(0, &Command::GetSlotStatus, ExchangeLimits::new(*t, cap)) {
+            Ok(_) => return Ok(()),
+            Err(Error::NoDevice) => return Err(Error::NoDevice),
+            Err(e) => {
+                log::info!("{name}: GetSlotStatus try {} failed: {e}", i + 1);
+                last = Some(e);
+            }
+        }
+    }
+    let e = last.unwrap_or(Error::Timeout { ms: 0 });
+    log::error!("{name}: the reader does not answer: {e}");
+    Err(e)
 }

@@ -15,6 +15,7 @@ use crate::iso7816::t1::block::rest_after_prologue;
 use crate::iso7816::t1::{LinkError, SecureAnswer, T1Engine, T1Error, T1Step};
 use crate::proto::descriptor::ExchangeLevel;
 use crate::proto::message::{Command, CommandStatus};
+use crate::quirks::QuirkFlags;
 use std::time::Duration;
 
 /// Maps a protocol-selection failure to the driver error whose IFD code
@@ -57,19 +58,20 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
         log::info!("ATR checksum (TCK) is wrong; the card is used anyway");
     }
     let device = &slot.device;
-    let caps =
-        ReaderCaps::from_descriptor(&device.caps().descriptor, device.caps().data_rates.clone());
-    let opts = NegotiateOptions {
+    let (slot_descriptor, slot_rates) = device.quirks().slot_caps(slot.index);
+    let mut caps = ReaderCaps::from_descriptor(&slot_descriptor, slot_rates);
+    // The exchange level may have changed at open (ICCD, init escapes).
+    caps.exchange_level = device.caps().level();
+    let base = NegotiateOptions {
         timeout_cap_ms: device.timeout_cap().as_millis() as u64,
         pts1: (flags & 0x01 != 0).then_some(pts[0]),
         pts2: (flags & 0x02 != 0).then_some(pts[1]),
         pts3: (flags & 0x04 != 0).then_some(pts[2]),
         ..NegotiateOptions::default()
     };
+    let opts = device.quirks().negotiate_options(requested, base);
     let mut plan = negotiate::plan(&atr, requested, &caps, &opts).map_err(negotiate_error)?;
-    if negotiate::apply_openpgp_bwt_fix(&atr, &mut plan) {
-        log::info!("OpenPGP card: BWI raised for on-card key generation");
-    }
+    apply_card_quirks(&atr_bytes, &mut plan, opts.timeout_cap_ms);
     let level = device.caps().level();
     if let Some(pps) = plan.pps.clone() {
         log::debug!(target: "ccid::comm", "PPS: Sending request: {}", crate::logging::hex(&pps));
@@ -88,29 +90,45 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
     let mut chosen = requested;
     let mut result = Ok(());
     if let Some((num, data)) = plan.set_parameters.clone() {
-        let r = device.exchange(
-            slot.index,
-            &Command::SetParameters {
-                protocol: num,
-                data,
-            },
-            DEFAULT_TIMEOUT,
-        )?;
+        let cmd = Command::SetParameters {
+            protocol: num,
+            data,
+        };
+        let r = device.exchange(slot.index, &cmd, DEFAULT_TIMEOUT)?;
         let failed = r.status.command() == CommandStatus::Failed;
-        match negotiate::set_parameters_outcome(failed, r.error.0).map_err(negotiate_error)? {
-            SetParametersOutcome::Applied => {}
-            SetParametersOutcome::NotChangeable(b) => {
-                log::info!(
-                    "SetParameters: parameter at offset {b} not changeable; reader keeps its own"
-                );
+        if failed
+            && chosen == Protocol::T1
+            && device
+                .quirks()
+                .has(QuirkFlags::RESET_TWICE_ON_SET_PARAMETERS_FAILURE)
+        {
+            // This reader fails SetParameters with some cards, which then
+            // work after two resets with the reader's own parameters.
+            log::info!(
+                "SetParameters failed ({:?}): resetting the card twice",
+                r.error
+            );
+            for _ in 0..2 {
+                let on = Command::IccPowerOn { power_select: 0 };
+                if let Err(e) = device.exchange(slot.index, &on, DEFAULT_TIMEOUT) {
+                    log::info!("reset after SetParameters failure: {e}");
+                }
             }
-            SetParametersOutcome::NotSupported => {
-                // The reader configures itself; the card then runs its
-                // default protocol, which pcscd uses on IFD_NOT_SUPPORTED.
-                let default = Protocol::from_number(atr.default_protocol()).unwrap_or(Protocol::T0);
-                if default != requested {
-                    chosen = default;
-                    result = Err(Error::CommandNotSupported);
+        } else {
+            match negotiate::set_parameters_outcome(failed, r.error.0).map_err(negotiate_error)? {
+                SetParametersOutcome::Applied => {}
+                SetParametersOutcome::NotChangeable(b) => {
+                    log::info!("SetParameters: parameter at offset {b} not changeable; reader keeps its own");
+                }
+                SetParametersOutcome::NotSupported => {
+                    // The reader configures itself; the card then runs its
+                    // default protocol, which pcscd uses on IFD_NOT_SUPPORTED.
+                    let default =
+                        Protocol::from_number(atr.default_protocol()).unwrap_or(Protocol::T0);
+                    if default != requested {
+                        chosen = default;
+                        result = Err(Error::CommandNotSupported);
+                    }
                 }
             }
         }
@@ -337,4 +355,29 @@ pub fn secure_t1(
     Err(Error::Protocol(
         "T=1: too many WTX requests during PIN entry".into(),
     ))
+}
+
+/// Card quirks keyed by ATR (the reader-independent rows of the quirk
+/// table): a T=1 waiting-integers byte announced to the reader in
+/// SetParameters, and the timeout that goes with it.
+fn apply_card_quirks(atr: &[u8], plan: &mut negotiate::Plan, cap_ms: u64) {
+    let effect = crate::quirks::card_quirks(atr);
+    if effect.applied.is_empty() || plan.protocol != Protocol::T1 {
+        return;
+    }
+    let Some(b) = plan.set_parameters.as_mut().and_then(|(_, d)| d.get_mut(3)) else {
+        return;
+    };
+    let fixed = effect.waiting_integers_t1(*b);
+    if fixed != *b {
+        log::info!(
+            "card quirk {:?}: bmWaitingIntegersT1 {:#04x} -> {fixed:#04x}",
+            effect.applied,
+            *b
+        );
+        *b = fixed;
+        plan.timing.bwi = fixed >> 4;
+        plan.timing.cwi = fixed & 0x0F;
+        plan.timeout_ms = plan.timeout_ms.max(plan.timing.t1_timeout_ms(cap_ms));
+    }
 }

@@ -78,6 +78,8 @@ pub fn create_channel(lun: u64, name: &str) -> Result<Arc<Slot>> {
     let opts = OpenOptions {
         timeout_cap: Duration::from_secs(600),
         card_events: true,
+        driver_options: cfg.driver_options,
+        lang: std::env::var("LANG").ok(),
     };
     let device = Device::open(transport, name, lun, &opts)?;
     insert(lun, Slot::new(device, 0, lun, cfg))

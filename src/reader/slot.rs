@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::ifd::{tag, MAX_ATR_SIZE};
 use crate::proto::descriptor::{ExchangeLevel, Features};
 use crate::proto::message::{Command, CommandStatus, IccStatus, Response, SlotError};
+use crate::quirks::QuirkFlags;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ pub(crate) struct SlotState {
     pub(crate) protocol: Option<u32>,
     /// Timeout of card exchanges.
     pub(crate) card_timeout: Duration,
+    /// Timeout of card exchanges before a protocol is selected.
+    default_timeout: Duration,
+    /// Presence as the last power-on found it (readers whose slot status
+    /// always says 'present').
+    cached_present: bool,
     /// The card's timing parameters once a protocol is selected.
     pub(crate) timing: Option<crate::iso7816::params::Timing>,
     /// The T=1 engine, when the driver runs T=1 (TPDU and character level).
@@ -57,7 +63,7 @@ impl SlotState {
     fn forget_card(&mut self) {
         self.atr.clear();
         self.protocol = None;
-        self.card_timeout = DEFAULT_TIMEOUT;
+        self.card_timeout = self.default_timeout;
         self.timing = None;
         self.t1 = None;
     }
@@ -111,6 +117,7 @@ pub fn check_status(resp: &Response) -> Result<()> {
 impl Slot {
     /// A slot of `device`.
     pub fn new(device: Arc<Device>, index: u8, lun: u64, config: Config) -> Slot {
+        let card_timeout = device.quirks().default_timeout.unwrap_or(DEFAULT_TIMEOUT);
         Slot {
             device,
             index,
@@ -119,7 +126,9 @@ impl Slot {
                 atr: Vec::new(),
                 power: Power::Never,
                 protocol: None,
-                card_timeout: DEFAULT_TIMEOUT,
+                card_timeout,
+                default_timeout: card_timeout,
+                cached_present: true,
                 timing: None,
                 t1: None,
             }),
@@ -179,20 +188,45 @@ impl Slot {
     /// Powers the card up (or resets it) and returns its ATR.
     pub fn power_up(&self) -> Result<Vec<u8>> {
         let mut st = self.lock();
+        let quirks = self.device.quirks();
+        if quirks.has(QuirkFlags::POWER_OFF_BEFORE_POWER_ON) {
+            if let Err(e) = self.exchange(&Command::IccPowerOff, DEFAULT_TIMEOUT) {
+                log::debug!("power off before power on: {e}");
+            }
+        }
         let mut last = Error::PowerAction("no voltage to try".into());
-        for v in self.voltage_sequence() {
-            let resp = self.exchange(&Command::IccPowerOn { power_select: v }, POWER_ON_TIMEOUT);
-            match resp.and_then(|r| check_status(&r).map(|_| r)) {
-                Ok(r) => {
-                    let mut atr = r.data;
+        let mut emv_switched = false;
+        let mut voltages = self.voltage_sequence().into_iter();
+        let mut next = voltages.next();
+        while let Some(v) = next {
+            let resp = self.exchange(&Command::IccPowerOn { power_select: v }, POWER_ON_TIMEOUT)?;
+            if resp.status.command() == CommandStatus::Failed
+                && resp.error == SlotError::EMV_PROTOCOL_ERROR
+                && quirks.has(QuirkFlags::EMV_TO_ISO_ON_POWER_ON_ERROR)
+                && !emv_switched
+            {
+                // The reader is in EMV mode: switch it to ISO mode and
+                // try the same voltage once more.
+                emv_switched = true;
+                log::info!("reader in EMV mode: switching to ISO mode");
+                if let Err(e) = self.escape(&crate::quirks::EMV_TO_ISO_ESCAPE, DEFAULT_TIMEOUT) {
+                    log::info!("EMV to ISO switch failed: {e}");
+                }
+                continue;
+            }
+            match check_status(&resp) {
+                Ok(()) => {
+                    let mut atr = resp.data;
                     atr.truncate(MAX_ATR_SIZE);
                     st.forget_card();
                     st.atr = atr.clone();
                     st.power = Power::Up;
+                    st.cached_present = true;
                     return Ok(atr);
                 }
-                Err(e @ (Error::NoDevice | Error::IccAbsent)) => {
-                    st.atr.clear();
+                Err(e @ Error::IccAbsent) => {
+                    st.forget_card();
+                    st.cached_present = false;
                     return Err(e);
                 }
                 Err(e) => {
@@ -200,8 +234,12 @@ impl Slot {
                     last = e;
                 }
             }
+            next = voltages.next();
         }
-        st.atr.clear();
+        st.forget_card();
+        if quirks.has(QuirkFlags::CACHED_PRESENCE) {
+            st.cached_present = false;
+        }
         Err(match last {
             Error::Timeout { .. } | Error::Transport(_) => last,
             e => Error::PowerAction(e.to_string()),
@@ -221,6 +259,18 @@ impl Slot {
     /// (found inactive after the driver powered it) is reported absent once.
     pub fn presence(&self) -> Result<Presence> {
         let mut st = self.lock();
+        if self.device.quirks().has(QuirkFlags::CACHED_PRESENCE) {
+            // The slot status of this reader always says 'present': the
+            // last power-on tells.
+            if self.device.is_gone() {
+                return Err(Error::NoDevice);
+            }
+            return Ok(if st.cached_present {
+                Presence::Present
+            } else {
+                Presence::Absent
+            });
+        }
         let r = self.exchange(&Command::GetSlotStatus, DEFAULT_TIMEOUT)?;
         if r.status.command() == CommandStatus::Failed && r.error != SlotError::ICC_MUTE {
             check_status(&r)?;
@@ -276,6 +326,9 @@ impl Slot {
         if tx.is_empty() {
             return Err(Error::InvalidArgument("empty command"));
         }
+        if let Some(answer) = self.device.quirks().driver_answer(tx) {
+            return Ok(answer);
+        }
         let st = self.lock();
         if st.atr.is_empty() {
             return Err(Error::IccAbsent);
@@ -304,7 +357,13 @@ impl Slot {
 
     /// One XfrBlock carrying the whole command (short APDU, T=0 TPDU).
     fn transmit_single(&self, tx: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        let max = self.device.caps().max_data();
+        let (max, beyond_descriptor) = self.device.quirks().max_single_command(tx.len());
+        if beyond_descriptor {
+            log::info!(
+                "command of {} bytes beyond dwMaxCCIDMessageLength, sent as the reader's firmware allows",
+                tx.len()
+            );
+        }
         if tx.len() > max {
             log::error!(
                 "command of {} bytes exceeds the reader's {} bytes",
@@ -476,11 +535,21 @@ impl Slot {
         })
     }
 
-    /// Whether raw Escape commands from applications are allowed.
+    /// Whether raw Escape commands from applications are advertised
+    /// (FEATURE_CCID_ESC_COMMAND, bPPDUSupport): only with ifdDriverOptions
+    /// bit 0x01.
     pub fn escape_allowed(&self) -> bool {
         self.config
             .driver_options
             .contains(DriverOptions::CCID_EXCHANGE_AUTHORIZED)
+    }
+
+    /// Whether an application may send the escape `data`: with bit 0x01, or
+    /// as one of the reader's own exceptions.
+    pub fn escape_permitted(&self, data: &[u8]) -> bool {
+        self.device
+            .quirks()
+            .escape_allowed(data, self.config.driver_options)
     }
 }
 
