@@ -396,10 +396,23 @@ def report(results, opts):
                    + (f"  [{r['error']}]" if r["error"] else ""))
     if failures:
         out.append("")
+        # checks skipped for one reason ("not run: ...") are listed on one line
+        groups = []
         for st, hc, c in failures:
+            key = (st, hc, c["driver"], c["detail"]) if c["detail"].startswith("not run:") else None
+            if key and groups and groups[-1][0] == key:
+                groups[-1][1].append(c)
+            else:
+                groups.append((key, [c], st, hc))
+        for key, cs, st, hc in groups:
             what = "FAILED" if st == "FAIL" else XFAIL_REASON
-            out.append(f"{what}: {hc}/{c['driver']} {c['scenario']}/{c['check']}"
-                       + (f": {c['detail']}" if c["detail"] else ""))
+            c = cs[0]
+            if len(cs) > 1:
+                names = ", ".join(x["check"] for x in cs)
+                out.append(f"{what}: {hc}/{c['driver']} {len(cs)} checks, {c['detail']}: {names}")
+            else:
+                out.append(f"{what}: {hc}/{c['driver']} {c['scenario']}/{c['check']}"
+                           + (f": {c['detail']}" if c["detail"] else ""))
     out.append("")
     if counts["XFAIL"]:
         pairs = ", ".join(sorted(f"{h}/{d}" for h, d in opts.xfail))

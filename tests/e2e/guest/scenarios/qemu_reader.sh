@@ -85,7 +85,10 @@ sc_qemu_reader_run() {
         forward_timing wait_reader reader_visible pcscd_to_reader
         forward_timing wait_reader card_present pcscd_to_card
     else
-        fail reader_visible "$(tail -1 "$DOUT/wait_reader.txt")"
+        # pcscd says why a driver could not open the reader
+        v=$(sed -e 's/\x1b\[[0-9;]*m//g' "$PCSCD_LOG" | grep -a -m1 -E 'Open Port .* Failed|DYN_LoadLibrary|init failed' |
+            sed -e 's/^[0-9]* *\[[0-9]*\] *//')
+        fail reader_visible "$(tail -1 "$DOUT/wait_reader.txt")${v:+ [pcscd: $v]}"
         fail_unreported "reader not visible" "${QR_CHECKS[@]}"
         return
     fi
