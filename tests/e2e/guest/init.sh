@@ -33,7 +33,8 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -p /run/lock /run/udev /run/pcscd /run/e2e /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the overlay of the host's: a checkout or run directory there
+# must be visible in the guest at the same path
 kver=$(uname -r)
 mkdir -p "/lib/modules/$kver"
 mount --bind "$E2E_KMODS/$kver" "/lib/modules/$kver"
