@@ -30,7 +30,7 @@
 #   --keep-logs          keep every run directory (default: the newest 10) [E2E_KEEP_LOGS=1]
 #   --bench N            APDUs in the round-trip benchmark (default 200) [E2E_BENCH_N]
 #   --boot-timeout S     limit until the guest is up (default 120)  [E2E_BOOT_TIMEOUT]
-#   --timeout S          limit for one whole boot (default 300); each driver gets an
+#   --timeout S          limit for one whole boot (default 360); each driver gets an
 #                        equal share of it less 90 s for booting [E2E_TIMEOUT]
 #   --smp N --mem MB     guest size (default 2 vCPUs, 1024 MB)      [E2E_SMP, E2E_MEM]
 #   --client PATH        a prebuilt e2e-client (default: cargo build --release -p e2e-client)
@@ -60,7 +60,7 @@ RUN=${E2E_RUN_DIR:-}
 KEEP_LOGS=${E2E_KEEP_LOGS:-0}
 BENCH_N=${E2E_BENCH_N:-200}
 BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-120}
-TIMEOUT=${E2E_TIMEOUT:-300}
+TIMEOUT=${E2E_TIMEOUT:-360}
 SMP=${E2E_SMP:-2}
 MEM=${E2E_MEM:-1024}
 CLIENT=${E2E_CLIENT:-}

@@ -448,7 +448,7 @@ def parse_args(argv):
     ap.add_argument("--quiet-drivers", default="ours")
     ap.add_argument("--xfail", default="xhci:libccid", help="controller:driver pairs whose failures are expected")
     ap.add_argument("--boot-timeout", type=int, default=120)
-    ap.add_argument("--timeout", type=int, default=300, help="limit for one boot, seconds")
+    ap.add_argument("--timeout", type=int, default=360, help="limit for one boot, seconds")
     ap.add_argument("--smp", type=int, default=2)
     ap.add_argument("--mem", type=int, default=1024)
     o = ap.parse_args(argv)
