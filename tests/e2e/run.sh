@@ -225,6 +225,7 @@ mkdir -p "$WORK/runs"
 [ -n "$RUN" ] || RUN=$WORK/runs/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" || die "cannot create $RUN"
 RUN=$(cd "$RUN" && pwd)
+case $RUN/ in /run/* | /proc/* | /sys/* | /dev/*) die "the run directory cannot be under /run, /proc, /sys or /dev (the guest mounts its own)" ;; esac
 ln -sfn "$RUN" "$WORK/runs/latest" 2>/dev/null
 say "run directory $RUN"
 
