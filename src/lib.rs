@@ -31,6 +31,7 @@ pub mod pinpad;
 pub mod proto;
 pub mod quirks;
 pub mod reader;
+pub mod readers;
 pub mod transport;
 
 pub mod ffi;

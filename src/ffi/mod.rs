@@ -17,6 +17,7 @@ use crate::ifd::{self, IfdCode};
 use crate::reader::slot::{Capability, Presence};
 use crate::reader::{control, registry};
 use std::ffi::{c_char, c_int, c_long, c_uchar, CStr};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -561,3 +562,26 @@ extern "C" fn IFDHSleep(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
 
 #[cfg(test)]
 mod tests;
+
+/// The path of the loaded library (`.../Contents/Linux/libccid.so`), to
+/// find the bundle's Info.plist wherever the bundle is installed.
+pub fn library_path() -> Option<std::path::PathBuf> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let addr = library_path as *const libc::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`; it returns
+    // 0 when the address is not in a loaded object.
+    let found = unsafe { libc::dladdr(addr, info.as_mut_ptr()) };
+    if found == 0 {
+        return None;
+    }
+    // SAFETY: dladdr succeeded, so `info` was written.
+    let info = unsafe { info.assume_init() };
+    if info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+        name.to_bytes(),
+    )))
+}

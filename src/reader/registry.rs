@@ -36,9 +36,15 @@ fn open_transport(name: &str, cfg: &Config) -> Result<Arc<dyn Transport>> {
     default_transport(name, cfg)
 }
 
+#[cfg(feature = "usb")]
+fn default_transport(name: &str, cfg: &Config) -> Result<Arc<dyn Transport>> {
+    crate::transport::usb::open_by_name(name, cfg)
+}
+
+#[cfg(not(feature = "usb"))]
 fn default_transport(name: &str, _cfg: &Config) -> Result<Arc<dyn Transport>> {
     Err(Error::NoReader(format!(
-        "{name}: no USB transport available"
+        "{name}: built without USB support"
     )))
 }
 
@@ -76,7 +82,7 @@ pub fn create_channel(lun: u64, name: &str) -> Result<Arc<Slot>> {
     }
     let transport = open_transport(name, &cfg)?;
     let opts = OpenOptions {
-        timeout_cap: Duration::from_secs(600),
+        timeout_cap: Duration::from_millis(cfg.timeout_cap_ms()),
         card_events: true,
         driver_options: cfg.driver_options,
         lang: std::env::var("LANG").ok(),
