@@ -429,7 +429,7 @@ pub unsafe extern "C" fn IFDHTransmitToICC(
             Ok(s) => s,
             Err(e) => return err_rc("IFDHTransmitToICC", Lun, &e),
         };
-        let protocol = u32::try_from(SendPci.Protocol).unwrap_or(u32::MAX);
+        let protocol = transmit_protocol(SendPci.Protocol);
         let result = slot.transmit(protocol, tx).and_then(|answer| {
             // SAFETY: pcscd passes `*RxLength` writable bytes at `RxBuffer`.
             unsafe { copy_out(RxBuffer, cap, &answer) }.map(|_| answer.len())
@@ -447,6 +447,17 @@ pub unsafe extern "C" fn IFDHTransmitToICC(
             Err(e) => err_rc("IFDHTransmitToICC", Lun, &e),
         }
     })
+}
+
+/// pcscd's `SendPci.Protocol` is the protocol number (0 for T=0, 1 for
+/// T=1) or SCARD_PROTOCOL_RAW, while IFDHSetProtocolParameters takes
+/// SCARD_PROTOCOL_T0 / T1 (1 / 2): map the former onto the latter.
+fn transmit_protocol(p: DWORD) -> u32 {
+    match p {
+        0 => ifd::protocol::SCARD_PROTOCOL_T0,
+        1 => ifd::protocol::SCARD_PROTOCOL_T1,
+        p => u32::try_from(p).unwrap_or(u32::MAX),
+    }
 }
 
 /// Reader control (PC/SC v2 part 10 features, escape, properties).

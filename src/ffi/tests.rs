@@ -86,8 +86,9 @@ fn open(lun: DWORD, name: &str) -> Arc<Scripted> {
     t
 }
 
+// pcscd passes the protocol number: 1 for T=1.
 const T1: SCARD_IO_HEADER = SCARD_IO_HEADER {
-    Protocol: 2,
+    Protocol: 1,
     Length: 8,
 };
 
