@@ -227,6 +227,20 @@ impl Exchanger {
                 continue;
             }
             if let Some(exp) = expected {
+                if resp.message_type != exp
+                    && resp.message_type == MessageType::RDR_TO_PC_SLOT_STATUS
+                    && resp.status.command() == CommandStatus::Failed
+                {
+                    // Some readers refuse a command they do not know with a
+                    // failed SlotStatus instead of the expected message:
+                    // the caller sees a failed command.
+                    log::debug!(
+                        target: "ccid::comm",
+                        "{:?} refused with a failed SlotStatus",
+                        cmd.message_type()
+                    );
+                    return Ok(resp);
+                }
                 if resp.message_type != exp {
                     log::error!(
                         "unexpected answer {:?} to {:?}",

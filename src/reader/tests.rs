@@ -383,3 +383,14 @@ fn card_events_wake_the_poller_and_stop_ends_it_at_once() {
     assert_eq!(h0.join().unwrap(), EventWait::Gone);
     dev.shutdown();
 }
+
+#[test]
+fn failed_slot_status_answers_any_command() {
+    let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
+        vec![answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0x40, 0, &[])]
+    }));
+    let ex = Exchanger::new(t, 1, 0);
+    let r = ex.exchange(0, &Command::Escape { data: vec![0x6A] }, limits(500)).unwrap();
+    assert_eq!(r.status.command(), crate::proto::message::CommandStatus::Failed);
+    assert!(super::slot::check_status(&r).is_err());
+}
