@@ -75,6 +75,8 @@ pub struct Exchanger {
     /// Lun of slot 0, for logs.
     lun_base: u64,
     read_buf_len: usize,
+    /// The bulk-IN buffer, used by whichever thread is reading.
+    read_buf: Mutex<Vec<u8>>,
     /// Set for ICCD tokens: commands go over the control pipe.
     iccd: Option<super::iccd::Version>,
 }
@@ -101,6 +103,7 @@ impl Exchanger {
             gone: AtomicBool::new(false),
             lun_base,
             read_buf_len,
+            read_buf: Mutex::new(Vec::new()),
             iccd: None,
         }
     }
@@ -331,8 +334,13 @@ impl Exchanger {
 
     /// Reads one bulk-IN transfer and routes its frames.
     fn read_and_route(&self, timeout: Duration) -> Result<()> {
-        let mut buf = vec![0u8; self.read_buf_len];
-        let n = match self.transport.bulk_in(&mut buf, timeout) {
+        // Only the reading thread takes this lock: it never waits.
+        let mut guard = self.read_buf.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.len() != self.read_buf_len {
+            guard.resize(self.read_buf_len, 0);
+        }
+        let buf = &mut *guard;
+        let n = match self.transport.bulk_in(buf, timeout) {
             Ok(n) => n,
             Err(TransportError::NoDevice) => return Err(Error::NoDevice),
             Err(e) => return Err(Error::Transport(e)),
