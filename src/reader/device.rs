@@ -108,6 +108,9 @@ pub struct Device {
     raw: CcidDescriptor,
     caps: Caps,
     gate: Gate,
+    /// Shared with the other CCID interfaces of the same composite device
+    /// when they must not be used at the same time.
+    composite_gate: Option<Arc<Gate>>,
     events: Arc<Events>,
     interrupt_stop: Arc<AtomicBool>,
     interrupt_thread: Mutex<Option<JoinHandle<()>>>,
@@ -240,12 +243,14 @@ impl Device {
             state: Mutex::new((0..slot_count).map(|_| SlotEvents::default()).collect()),
             cond: Condvar::new(),
         });
+        let composite_gate = composite_gate(&info);
         let dev = Arc::new(Device {
             exchanger,
             info,
             raw,
             caps,
             quirks,
+            composite_gate,
             gate: Gate {
                 limit: busy,
                 busy: Mutex::new(0),
@@ -334,6 +339,7 @@ impl Device {
         let mut backoff = Duration::from_millis(2);
         loop {
             let resp = {
+                let _c = self.composite_gate.as_ref().map(|g| g.enter());
                 let _g = self.gate.enter();
                 self.exchanger.exchange(slot, cmd, limits)
             }
@@ -561,4 +567,42 @@ fn warm_up(ex: &Exchanger, name: &str, quirks: &Resolved, cap: Duration) -> Resu
     let e = last.unwrap_or(Error::Timeout { ms: 0 });
     log::error!("{name}: the reader does not answer: {e}");
     Err(e)
+}
+
+type CompositeKey = (u8, u8, String, u16, u16);
+
+/// The gate shared by the CCID interfaces of one composite device whose
+/// interfaces deadlock when used at the same time (the composite rows of
+/// the quirk table): one command at a time across all of them.
+fn composite_gate(info: &UsbInfo) -> Option<Arc<Gate>> {
+    static GATES: Mutex<Vec<(CompositeKey, std::sync::Weak<Gate>)>> = Mutex::new(Vec::new());
+    let entry = crate::quirks::composite_as_multislot(info.vendor_id, info.product_id)?;
+    let key = (
+        info.bus,
+        info.address,
+        info.port_path.clone(),
+        info.vendor_id,
+        info.product_id,
+    );
+    let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+    gates.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(g) = gates
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Some(g);
+    }
+    log::info!(
+        "{}: interfaces used one at a time ({})",
+        entry.id,
+        entry.why
+    );
+    let g = Arc::new(Gate {
+        limit: 1,
+        busy: Mutex::new(0),
+        cond: Condvar::new(),
+    });
+    gates.push((key, Arc::downgrade(&g)));
+    Some(g)
 }

@@ -45,6 +45,13 @@ impl Scripted {
         }
     }
 
+    /// Sets the USB identity (VID, PID, interface number).
+    pub(crate) fn set_identity(&mut self, vid: u16, pid: u16, interface: u8) {
+        self.info.vendor_id = vid;
+        self.info.product_id = pid;
+        self.info.interface_number = interface;
+    }
+
     /// With an interrupt endpoint.
     pub(crate) fn with_interrupt(mut self) -> Self {
         self.info.has_interrupt = true;

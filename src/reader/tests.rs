@@ -387,10 +387,59 @@ fn card_events_wake_the_poller_and_stop_ends_it_at_once() {
 #[test]
 fn failed_slot_status_answers_any_command() {
     let t = Arc::new(Scripted::new(CcidDescriptor::example(), |cmd| {
-        vec![answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0x40, 0, &[])]
+        vec![answer(
+            cmd,
+            MessageType::RDR_TO_PC_SLOT_STATUS,
+            0x40,
+            0,
+            &[],
+        )]
     }));
     let ex = Exchanger::new(t, 1, 0);
-    let r = ex.exchange(0, &Command::Escape { data: vec![0x6A] }, limits(500)).unwrap();
-    assert_eq!(r.status.command(), crate::proto::message::CommandStatus::Failed);
+    let r = ex
+        .exchange(0, &Command::Escape { data: vec![0x6A] }, limits(500))
+        .unwrap();
+    assert_eq!(
+        r.status.command(),
+        crate::proto::message::CommandStatus::Failed
+    );
     assert!(super::slot::check_status(&r).is_err());
+}
+
+#[test]
+fn interfaces_of_a_deadlocking_composite_device_take_turns() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // ACS ACR1252 (072F:223B): two CCID interfaces that must not be used
+    // at the same time.
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    static MAX: AtomicUsize = AtomicUsize::new(0);
+    let make = |iface: u8| {
+        let mut t = Scripted::new(CcidDescriptor::example(), |cmd| {
+            let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+            MAX.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            vec![answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0, 0, &[])]
+        });
+        t.set_identity(0x072F, 0x223B, iface);
+        Arc::new(t)
+    };
+    let d0 = Device::open(make(0), "if0", 0, &OpenOptions::default()).unwrap();
+    let d1 = Device::open(make(1), "if1", 0x10000, &OpenOptions::default()).unwrap();
+    MAX.store(0, Ordering::SeqCst);
+    let hs: Vec<_> = [d0, d1]
+        .into_iter()
+        .map(|d| {
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    d.exchange(0, &Command::GetSlotStatus, Duration::from_secs(1))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(MAX.load(Ordering::SeqCst), 1);
 }
