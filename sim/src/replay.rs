@@ -516,6 +516,7 @@ impl Run {
         let opts = OpenOptions {
             timeout_cap: Duration::from_secs(600),
             card_events: true,
+            ..OpenOptions::default()
         };
         let name = format!("replay:{}", s.key);
         let result = Device::open(s.transport.clone(), &name, u64::from(s.key) << 16, &opts);
