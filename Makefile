@@ -1,20 +1,33 @@
-# ccid — build, install and test the ifd-ccid.bundle for pcsc-lite.
+# ccid: build, install and test the ifd-ccid.bundle for pcsc-lite.
 #
-#   make / make build   release build of libccid.so
-#   make bundle         build/ifd-ccid.bundle (Contents/Info.plist + Contents/<OS>/libccid.so)
-#   make install        install the bundle into pcscd's drop directory (DESTDIR, PREFIX honoured)
-#   make uninstall
-#   make header         regenerate include/ccid.h
-#   make test           unit, property, simulator and replay tests, ABI checks
-#   make check          make test + the end-to-end test under the real pcscd (QEMU guest)
-#   make demo           our bundle under Debian's pcscd in a QEMU guest, QEMU's reader and card
+#   make / make build   release build of the driver library and ccid-info-plist
+#   make bundle         $(BUNDLE): Contents/Info.plist + Contents/<OS>/libccid.so
+#   make install        install the bundle into pcscd's drop directory
+#                       (builds it first unless it is there already, so
+#                       `make && sudo make install` does not need cargo as root)
+#   make uninstall      remove it again
+#   make header         regenerate include/ccid.h from src/ffi (cbindgen)
+#   make test           the workspace's tests, then the exported symbols
+#   make e2e            the end-to-end test under the real pcscd (QEMU guest)
+#   make check          make test + make e2e
+#   make demo           our bundle under Debian's pcscd in a QEMU guest
 #   make fuzz           every fuzz target for FUZZ_TIME seconds each
+#
+# Variables: DESTDIR, PREFIX (replaces /usr in the drop directory),
+# USBDROPDIR (default: pkg-config's usbdropdir of libpcsclite, else
+# /usr/lib/pcsc/drivers), PROFILE (release, or debug for quicker builds),
+# BUNDLE (where `make bundle` assembles it), CARGO, CARGO_TARGET_DIR.
+#
+# The Info.plist comes from build.rs (generated from supported_readers.txt
+# and bundle/Info.plist.in); the ccid-info-plist program built with the
+# library prints it, so nothing depends on where Cargo keeps build outputs.
 
 CARGO      ?= cargo
 DESTDIR    ?=
 PREFIX     ?=
-UNAME      := $(shell uname)
+PROFILE    ?= release
 FUZZ_TIME  ?= 60
+UNAME      := $(shell uname)
 
 ifeq ($(UNAME),Darwin)
   ARCH_DIR := MacOS
@@ -24,33 +37,50 @@ else
   LIB_FILE := libccid.so
 endif
 
-# pcscd's drop directory: pkg-config when available, Debian's otherwise;
-# PREFIX replaces /usr when given.
+# pcscd's drop directory; PREFIX replaces /usr when given.
 USBDROPDIR ?= $(shell pkg-config --variable=usbdropdir libpcsclite 2>/dev/null || echo /usr/lib/pcsc/drivers)
 ifneq ($(PREFIX),)
   USBDROPDIR := $(patsubst /usr/%,$(PREFIX)/%,$(USBDROPDIR))
 endif
 
-BUNDLE     := build/ifd-ccid.bundle
+# Cargo's output directory for PROFILE (the dev profile builds into debug/).
+TARGET_DIR   := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
+ifneq ($(filter dev debug,$(PROFILE)),)
+  PROFILE_FLAG :=
+  OUT          := $(TARGET_DIR)/debug
+else
+  PROFILE_FLAG := --profile $(PROFILE)
+  OUT          := $(TARGET_DIR)/$(PROFILE)
+endif
+
+# The drop directory is compiled in (the driver looks for its Info.plist
+# there when it cannot find it next to itself); Debian's is the default.
+DROPDIR_ENV := $(if $(filter-out /usr/lib/pcsc/drivers,$(USBDROPDIR)),CCID_USBDROPDIR=$(USBDROPDIR))
+
+BUNDLE     ?= build/ifd-ccid.bundle
+BUNDLE_LIB := $(BUNDLE)/Contents/$(ARCH_DIR)/$(LIB_FILE)
+BUNDLE_PLIST := $(BUNDLE)/Contents/Info.plist
 INSTALLDIR := $(DESTDIR)$(USBDROPDIR)/ifd-ccid.bundle
 
-.PHONY: all build bundle install uninstall header test check e2e demo fuzz clean
+.PHONY: all build bundle install uninstall header test e2e check demo fuzz clean
 
 all: build
 
 build:
-	$(CARGO) build --release -p ccid
+	$(DROPDIR_ENV) $(CARGO) build $(PROFILE_FLAG) -p ccid --lib --bin ccid-info-plist
 
 bundle: build
 	rm -rf $(BUNDLE)
 	mkdir -p $(BUNDLE)/Contents/$(ARCH_DIR)
-	$(CARGO) run --release -q -p ccid --bin ccid-info-plist > $(BUNDLE)/Contents/Info.plist
-	cp target/release/$(LIB_FILE) $(BUNDLE)/Contents/$(ARCH_DIR)/$(LIB_FILE)
+	$(OUT)/ccid-info-plist > $(BUNDLE_PLIST).tmp
+	mv $(BUNDLE_PLIST).tmp $(BUNDLE_PLIST)
+	cp $(OUT)/$(LIB_FILE) $(BUNDLE_LIB)
 
-install: bundle
+install:
+	@if [ ! -f $(BUNDLE_LIB) ] || [ ! -f $(BUNDLE_PLIST) ]; then $(MAKE) bundle; fi
 	install -d $(INSTALLDIR)/Contents/$(ARCH_DIR)
-	install -m 0644 $(BUNDLE)/Contents/Info.plist $(INSTALLDIR)/Contents/Info.plist
-	install -m 0755 $(BUNDLE)/Contents/$(ARCH_DIR)/$(LIB_FILE) $(INSTALLDIR)/Contents/$(ARCH_DIR)/$(LIB_FILE)
+	install -m 0644 $(BUNDLE_PLIST) $(INSTALLDIR)/Contents/Info.plist
+	install -m 0755 $(BUNDLE_LIB) $(INSTALLDIR)/Contents/$(ARCH_DIR)/$(LIB_FILE)
 
 uninstall:
 	rm -f $(INSTALLDIR)/Contents/Info.plist $(INSTALLDIR)/Contents/$(ARCH_DIR)/$(LIB_FILE)
@@ -61,15 +91,15 @@ header:
 
 test: bundle
 	$(CARGO) test --workspace
-	tests/check-exports.sh $(BUNDLE)/Contents/$(ARCH_DIR)/$(LIB_FILE)
+	tests/check-exports.sh $(BUNDLE_LIB)
 
 e2e: bundle
-	tests/e2e/run.sh --bundle $(CURDIR)/$(BUNDLE)
+	tests/e2e/run.sh --bundle $(abspath $(BUNDLE))
 
 check: test e2e
 
 demo: bundle
-	tests/e2e/run.sh --bundle $(CURDIR)/$(BUNDLE) --drivers ours --controllers uhci
+	tests/e2e/run.sh --bundle $(abspath $(BUNDLE)) --drivers ours --controllers uhci
 
 fuzz:
 	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \

@@ -502,9 +502,7 @@ impl Config {
         if c.readers.is_none() {
             warnings.push("no Info.plist found: using the compiled reader table".into());
             c.readers = Some(
-                crate::readers::READERS
-                    .iter()
-                    .filter(|r| r.section != crate::readers::Section::Disabled)
+                crate::readers::listed()
                     .map(|r| ListedReader {
                         vendor_id: r.vendor_id,
                         product_id: r.product_id,

@@ -34,6 +34,11 @@ include!(concat!(env!("OUT_DIR"), "/readers.rs"));
 /// The Info.plist of the bundle.
 pub const INFO_PLIST: &str = include_str!(concat!(env!("OUT_DIR"), "/Info.plist"));
 
+/// The readers Info.plist lists (every section but `disabled`).
+pub fn listed() -> impl Iterator<Item = &'static ReaderEntry> {
+    READERS.iter().filter(|r| r.section != Section::Disabled)
+}
+
 /// The table entry of `vid:pid`.
 pub fn lookup(vid: u16, pid: u16) -> Option<&'static ReaderEntry> {
     READERS
@@ -50,10 +55,7 @@ mod tests {
         assert!(READERS.len() >= 600);
         let qemu = lookup(0x08E6, 0x4433).unwrap();
         assert_eq!(qemu.section, Section::Supported);
-        let listed = READERS
-            .iter()
-            .filter(|r| r.section != Section::Disabled)
-            .count();
+        let listed = listed().count();
         let (cfg, w) = crate::config::Config::from_plist(INFO_PLIST, &|_| None);
         assert!(w.is_empty(), "{w:?}");
         let readers = cfg.readers.unwrap();

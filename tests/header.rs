@@ -43,3 +43,81 @@ fn header_is_up_to_date() {
     assert!(text.contains("typedef unsigned long DWORD;"));
     assert!(text.contains("typedef uint32_t DWORD;"));
 }
+
+/// Compiles include/ccid.h together with pcsc-lite's own `ifdhandler.h`
+/// and checks with the C compiler that every IFDH function has the same
+/// type in both (our names are renamed to coexist; `SCARD_IO_HEADER`,
+/// declared by both, is compared field by field). Skipped without a C
+/// compiler or the pcsc-lite headers.
+#[test]
+fn header_matches_pcsc_lite() {
+    use std::process::Command;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let cflags = Command::new("pkg-config")
+        .args(["--cflags", "libpcsclite"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "-I/usr/include/PCSC".into());
+    let functions = [
+        "IFDHCreateChannelByName",
+        "IFDHCreateChannel",
+        "IFDHCloseChannel",
+        "IFDHGetCapabilities",
+        "IFDHSetCapabilities",
+        "IFDHSetProtocolParameters",
+        "IFDHPowerICC",
+        "IFDHControl",
+        "IFDHICCPresence",
+    ];
+    let mut c =
+        String::from("#include <ifdhandler.h>\n#define SCARD_IO_HEADER ours_SCARD_IO_HEADER\n");
+    for f in functions.iter().chain(["IFDHTransmitToICC"].iter()) {
+        c.push_str(&format!("#define {f} ours_{f}\n"));
+    }
+    c.push_str(&format!(
+        "#include \"{root}/include/ccid.h\"\n#include <stddef.h>\n"
+    ));
+    for f in functions.iter().chain(["IFDHTransmitToICC"].iter()) {
+        c.push_str(&format!("#undef {f}\n"));
+    }
+    for f in functions {
+        c.push_str(&format!(
+            "_Static_assert(__builtin_types_compatible_p(__typeof__(&{f}), __typeof__(&ours_{f})), \"{f}\");\n"
+        ));
+    }
+    c.push_str(
+        "#undef SCARD_IO_HEADER\n\
+         _Static_assert(sizeof(SCARD_IO_HEADER) == sizeof(ours_SCARD_IO_HEADER), \"size\");\n\
+         _Static_assert(offsetof(SCARD_IO_HEADER, Protocol) == offsetof(ours_SCARD_IO_HEADER, Protocol), \"Protocol\");\n\
+         _Static_assert(offsetof(SCARD_IO_HEADER, Length) == offsetof(ours_SCARD_IO_HEADER, Length), \"Length\");\n\
+         _Static_assert(__builtin_types_compatible_p(__typeof__(&IFDHTransmitToICC),\n\
+           RESPONSECODE (*)(DWORD, SCARD_IO_HEADER, PUCHAR, DWORD, PUCHAR, PDWORD, SCARD_IO_HEADER *)), \"theirs\");\n\
+         _Static_assert(__builtin_types_compatible_p(__typeof__(&ours_IFDHTransmitToICC),\n\
+           RESPONSECODE (*)(DWORD, ours_SCARD_IO_HEADER, PUCHAR, DWORD, PUCHAR, PDWORD, ours_SCARD_IO_HEADER *)), \"ours\");\n",
+    );
+    let dir = std::env::temp_dir().join(format!("ccid-header-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("abi.c");
+    std::fs::write(&src, &c).unwrap();
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-std=gnu11", "-fsyntax-only", "-Werror"]);
+    cmd.args(cflags.split_whitespace());
+    cmd.arg(&src);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!("skipped: {cc}: {e}");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("ifdhandler.h") && stderr.contains("No such file") {
+        println!("skipped: pcsc-lite's ifdhandler.h is not installed");
+        return;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{stderr}\n{c}");
+}
