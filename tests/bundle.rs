@@ -196,14 +196,14 @@ fn check_xml(text: &str) -> Result<(), String> {
         let at = text.len() - rest.len() + i;
         let line = text[..at].matches('\n').count() + 1;
         let here = &rest[i..];
-        if here.starts_with('&') {
-            let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
+        if let Some(after) = here.strip_prefix('&') {
+            let ok = ["amp;", "lt;", "gt;", "quot;", "apos;"]
                 .iter()
-                .any(|e| here.starts_with(e));
+                .any(|e| after.starts_with(e));
             if !ok {
                 return Err(format!("line {line}: bare '&'"));
             }
-            rest = &here[1..];
+            rest = after;
             continue;
         }
         if let Some(c) = here.strip_prefix("<!--") {
