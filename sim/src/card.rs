@@ -474,8 +474,7 @@ impl BlockAssembler {
     fn push(&mut self, bytes: &[u8], edc: Edc) -> Vec<Vec<u8>> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            let Some(&len) = self.buf.get(2) else { break };
+        while let Some(&len) = self.buf.get(2) {
             let total = 3 + usize::from(len) + edc.len();
             if self.buf.len() < total {
                 break;
@@ -900,7 +899,7 @@ mod tests {
         );
         assert_eq!(app.process(&[0x80, 0xEE, 1, 0, 2]), [0, 1, 0x90, 0x00]);
         let mut ext = vec![0x80, 0xEE, 0, 0, 0, 0x01, 0x2C];
-        ext.extend(std::iter::repeat(0x5A).take(300));
+        ext.extend(std::iter::repeat_n(0x5A, 300));
         ext.extend_from_slice(&[0x00, 0x00]);
         let r = app.process(&ext);
         assert_eq!(r.len(), 302);

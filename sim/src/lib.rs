@@ -8,16 +8,19 @@
 //! * [`coverage`]: a self-consistency check over many dumps;
 //! * [`trace`], [`replay`]: recorded traces and their replay;
 //! * [`gadget`]: a virtual reader presented as a real USB device.
+#![forbid(unsafe_code)]
+
 pub mod card;
 pub mod cli;
 pub mod coverage;
 pub mod fault;
-pub mod model;
-pub mod timing;
-pub mod transport;
-pub mod trace;
-pub mod replay;
 pub mod gadget;
+pub mod model;
+pub mod replay;
+pub mod session;
+pub mod timing;
+pub mod trace;
+pub mod transport;
 
 pub use card::{AtrBuilder, Card, IsoApplet};
 pub use fault::{Fault, FaultRule};

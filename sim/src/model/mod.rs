@@ -399,6 +399,7 @@ impl fmt::Debug for VirtualReader {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn response(
     t: MessageType,
     slot: u8,
@@ -720,7 +721,7 @@ impl VirtualReader {
 
     fn push_frame(&mut self, ready: Duration, frame: Vec<u8>, completes: Option<u64>, zlp: bool) {
         let mps = usize::from(self.cfg.usb.bulk_in_packet_size.max(1));
-        let full = !frame.is_empty() && frame.len() % mps == 0;
+        let full = !frame.is_empty() && frame.len().is_multiple_of(mps);
         self.push(ready, Item::Frame(frame), completes);
         if full && (zlp || self.cfg.zlp_after_full_packet) {
             self.push(ready, Item::Zlp, None);
