@@ -284,11 +284,15 @@ pub fn allowed(bits: LogLevel, level: log::Level, target: &str) -> Option<Priori
     }
 }
 
-/// The text of a record: `file.rs:line:module() message`.
+/// The text of a record: `file.rs:line:module() message`, the file
+/// relative to the crate's `src/` (`reader/slot.rs`).
 pub fn format_record(r: &log::Record<'_>) -> String {
     let file = r
         .file()
-        .and_then(|f| f.rsplit(['/', '\\']).next())
+        .map(|f| match f.rfind("/src/") {
+            Some(i) => f.get(i + 5..).unwrap_or(f),
+            None => f.strip_prefix("src/").unwrap_or(f),
+        })
         .unwrap_or("ccid");
     let module = r
         .module_path()
@@ -444,7 +448,19 @@ mod tests {
                 .module_path(Some("ccid::reader::slot"))
                 .build(),
         );
-        assert_eq!(text, "slot.rs:123:slot() action: PowerUp (lun: 10000)");
+        assert_eq!(
+            text,
+            "reader/slot.rs:123:slot() action: PowerUp (lun: 10000)"
+        );
+        let dep = format_record(
+            &log::Record::builder()
+                .args(format_args!("x"))
+                .file(Some("/home/u/.cargo/registry/src/x/rusb-0.9.4/src/lib.rs"))
+                .line(Some(1))
+                .module_path(Some("rusb"))
+                .build(),
+        );
+        assert_eq!(dep, "lib.rs:1:rusb() x");
         let bare = format_record(&log::Record::builder().args(format_args!("x")).build());
         assert_eq!(bare, "ccid:0:ccid() x");
     }
@@ -516,10 +532,13 @@ mod tests {
                 ),
                 (Priority::Debug, "<- lun: 20001, 80 00 ".into()),
                 (Priority::Debug, "-> lun: 1, 6F ** ** ".into()),
-                (Priority::Critical, "exchange.rs:10:exchange() bad".into()),
+                (
+                    Priority::Critical,
+                    "reader/exchange.rs:10:exchange() bad".into()
+                ),
                 (
                     Priority::Debug,
-                    "exchange.rs:12:exchange() PPS: Sending request: FF 10 11 FE ".into()
+                    "reader/exchange.rs:12:exchange() PPS: Sending request: FF 10 11 FE ".into()
                 ),
                 (Priority::Info, "always".into()),
             ]
@@ -534,8 +553,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (Priority::Info, "exchange.rs:21:exchange() shown".into()),
-                (Priority::Debug, "exchange.rs:22:exchange() poll".into()),
+                (
+                    Priority::Info,
+                    "reader/exchange.rs:21:exchange() shown".into()
+                ),
+                (
+                    Priority::Debug,
+                    "reader/exchange.rs:22:exchange() poll".into()
+                ),
             ]
         );
     }

@@ -375,9 +375,134 @@ fn make_install_and_uninstall_into_a_destdir() {
         // ELF type at offset 16: ET_DYN (3), a shared object.
         assert_eq!(so.get(16), Some(&3), "not a shared object");
     }
+    if cfg!(target_os = "linux") {
+        library_logs_through_its_host(&bundle, &scratch);
+    }
     run("uninstall");
     assert!(!bundle.join("Info.plist").exists());
     assert!(!bundle.join(arch).join(lib).exists());
     assert!(!dest.join("usr/lib/pcsc/drivers/ifd-ccid.bundle").exists());
     std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// A stand-in for pcscd: exports `log_msg` / `log_xxd` (printing what it
+/// receives), loads the driver and opens a device name.
+const HOST_C: &str = r#"
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+void log_msg(const int priority, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("msg %d [", priority);
+    vprintf(fmt, ap);
+    printf("]\n");
+    va_end(ap);
+}
+
+void log_xxd(const int priority, const char *msg, const unsigned char *buffer, const int size)
+{
+    printf("xxd %d [%s", priority, msg);
+    for (int i = 0; i < size; i++)
+        printf("%02X ", buffer[i]);
+    printf("]\n");
+}
+
+int main(int argc, char *argv[])
+{
+    if (argc != 3)
+        return 2;
+    void *lib = dlopen(argv[1], RTLD_NOW);
+    if (!lib) {
+        fprintf(stderr, "%s\n", dlerror());
+        return 2;
+    }
+    long (*create)(unsigned long, char *) =
+        (long (*)(unsigned long, char *))dlsym(lib, "IFDHCreateChannelByName");
+    if (!create)
+        return 2;
+    printf("rc %ld\n", create(0, argv[2]));
+    return 0;
+}
+"#;
+
+/// Loads the installed driver into [`HOST_C`]: its lines reach the host's
+/// `log_msg` with user text never used as the format, and the level comes
+/// from the Info.plist next to the library (then the environment).
+fn library_logs_through_its_host(contents: &Path, scratch: &Path) {
+    let src = scratch.join("host.c");
+    let exe = scratch.join("host");
+    std::fs::write(&src, HOST_C).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    match Command::new(&cc)
+        .args(["-rdynamic", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        other => {
+            println!("skipped the host-process check: {cc}: {other:?}");
+            return;
+        }
+    }
+    let lib = contents.join("Linux/libccid.so");
+    let plist_path = contents.join("Info.plist");
+    let original = std::fs::read_to_string(&plist_path).unwrap();
+    let with_level = |level: &str| {
+        let from = "<key>ifdLogLevel</key>\n\t<string>0x0003</string>";
+        assert!(original.contains(from));
+        let to = format!("<key>ifdLogLevel</key>\n\t<string>{level}</string>");
+        std::fs::write(&plist_path, original.replace(from, &to)).unwrap();
+    };
+    let name = "usb:ffff/fffe:%s%n%x";
+    let host = |level_env: Option<&str>| -> String {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(&lib).arg(name);
+        cmd.env_remove("PCSCLITE_HP_DROPDIR")
+            .env_remove("CCID_ifdLogLevel")
+            .env_remove("RUST_LOG");
+        match level_env {
+            Some(l) => cmd.env("LIBCCID_ifdLogLevel", l),
+            None => cmd.env_remove("LIBCCID_ifdLogLevel"),
+        };
+        let out = cmd.output().expect("host runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.lines().any(|l| l.starts_with("rc ")), "{stdout}");
+        stdout
+    };
+
+    // Information level from the bundle's own Info.plist.
+    with_level("0x0002");
+    let out = host(None);
+    let opened = out
+        .lines()
+        .find(|l| l.contains("IFDHCreateChannelByName lun: 0, device: "))
+        .unwrap_or_else(|| panic!("no open line:\n{out}"));
+    // "msg 1 [file.rs:line:module() text]": PCSC_LOG_INFO, the text verbatim.
+    assert!(opened.starts_with("msg 1 ["), "{opened}");
+    assert!(opened.contains(".rs:"), "{opened}");
+    assert!(opened.ends_with(&format!("device: {name}]")), "{opened}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("msg ") || l.starts_with("rc ")),
+        "{out}"
+    );
+
+    // Level 0 in that Info.plist silences the driver: it was the one read.
+    with_level("0x0000");
+    let out = host(None);
+    assert!(!out.contains("msg "), "{out}");
+    // The environment overrides it.
+    let out = host(Some("2"));
+    assert!(out.contains("IFDHCreateChannelByName lun: 0"), "{out}");
+    std::fs::write(&plist_path, original).unwrap();
 }
