@@ -217,11 +217,13 @@ pub fn iso_outgoing(header: &[u8; 5]) -> bool {
 ///   selected (`69 86` otherwise); past the end `6B 00`, a short read ends
 ///   with `62 82`.
 /// * `00 84 00 00 Le`: GET CHALLENGE, Le pseudo-random bytes.
-/// * `00 20 00 P2 [Lc PIN]`: VERIFY with a retry counter: a wrong PIN gives
+/// * `00 20 00 P2 [Lc PIN]`: VERIFY (trailing `FF` padding ignored) with a
+///   retry counter: a wrong PIN gives
 ///   `63 Cx` (x tries left), a blocked PIN `69 83`; no data asks for the
 ///   status (`90 00` when verified, else `63 Cx`).
-/// * `00 24 00 P2 Lc old‖new`: CHANGE REFERENCE DATA (the old PIN has the
-///   current PIN's length; the new one 4 to 16 bytes, else `6A 80`).
+/// * `00 24 00 P2 Lc old‖new`: CHANGE REFERENCE DATA (two `FF`-padded
+///   blocks of equal size, or the old PIN at the current PIN's length; the
+///   new one 4 to 16 bytes, else `6A 80`).
 /// * `00 CA 00 00 Le`: GET DATA, Ne bytes `00 01 02 …`.
 /// * `80 EE 00 00 Lc data [Le]`: ECHO, the data back (short or extended);
 ///   `80 EE P1 P2 Le` with P1 P2 ≠ `00 00`: Ne bytes `00 01 02 …` for
@@ -321,6 +323,12 @@ impl IsoApplet {
     }
 }
 
+/// A PIN without its trailing `FF` padding.
+fn unpadded(pin: &[u8]) -> &[u8] {
+    let end = pin.iter().rposition(|b| *b != 0xFF).map_or(0, |i| i + 1);
+    pin.get(..end).unwrap_or_default()
+}
+
 fn with_sw(mut data: Vec<u8>, sw: [u8; 2]) -> Vec<u8> {
     data.extend_from_slice(&sw);
     data
@@ -398,7 +406,7 @@ impl Application for IsoApplet {
                         vec![0x63, 0xC0 | self.tries]
                     };
                 }
-                if a.data == self.pin.as_slice() {
+                if unpadded(a.data) == self.pin.as_slice() {
                     self.tries = self.tries_max;
                     self.verified = true;
                     vec![0x90, 0x00]
@@ -410,9 +418,20 @@ impl Application for IsoApplet {
                 if self.tries == 0 {
                     return vec![0x69, 0x83];
                 }
-                let n = self.pin.len();
-                let (Some(old), Some(new)) = (a.data.get(..n), a.data.get(n..)) else {
-                    return self.wrong_pin();
+                // Two padded blocks of equal size (a PIN pad's template), or
+                // the old PIN at its length followed by the new one.
+                let half = a.data.len() / 2;
+                let (old, new) = match (a.data.get(..half), a.data.get(half..)) {
+                    (Some(o), Some(n)) if a.data.len() % 2 == 0 && o.ends_with(&[0xFF]) => {
+                        (unpadded(o), unpadded(n))
+                    }
+                    _ => {
+                        let n = self.pin.len();
+                        match (a.data.get(..n), a.data.get(n..)) {
+                            (Some(o), Some(n)) => (o, n),
+                            _ => return self.wrong_pin(),
+                        }
+                    }
                 };
                 if old != self.pin.as_slice() {
                     return self.wrong_pin();

@@ -2,7 +2,7 @@
 //!
 //! * [`model`]: [`VirtualReader`], a sans-IO CCID reader built from a
 //!   descriptor dump or from code, with [`card`]s in its slots, a
-//!   [`timing`] model and scripted [`fault`]s;
+//!   [`timing`] model, scripted [`fault`]s and a scripted [`pinpad`];
 //! * [`transport`]: [`SimTransport`], the reader behind the driver's
 //!   `Transport` trait, with a [`SimControl`] handle for tests;
 //! * [`coverage`]: a self-consistency check over many dumps;
@@ -16,6 +16,7 @@ pub mod coverage;
 pub mod fault;
 pub mod gadget;
 pub mod model;
+pub mod pinpad;
 pub mod replay;
 pub mod session;
 pub mod timing;

@@ -13,7 +13,7 @@ use ccid::proto::descriptor::ExchangeLevel::{self, Character, ExtendedApdu, Shor
 use ccid::proto::message::{Command, IccStatus, MessageType, Notification, Response};
 use ccid::transport::{ControlSetup, TransportError};
 use ccid_sim::card::{AtrBuilder, Card, IsoApplet};
-use ccid_sim::model::{BulkPoll, ReaderConfig, SecureHandler, VirtualReader};
+use ccid_sim::model::{BulkPoll, ReaderConfig, SecureCard, SecureHandler, VirtualReader};
 use ccid_sim::timing::TimeModel;
 use std::time::Duration;
 use support::*;
@@ -469,13 +469,13 @@ fn escape_and_secure_hooks() {
             &mut self,
             _slot: u8,
             data: &[u8],
-            card: &mut dyn FnMut(&[u8]) -> Vec<u8>,
+            card: &mut dyn SecureCard,
         ) -> Result<Vec<u8>, u8> {
             match data.first() {
                 Some(0) => {
                     let mut verify = vec![0x00, 0x20, 0x00, 0x81, 6];
                     verify.extend_from_slice(b"123456");
-                    Ok(card(&verify))
+                    Ok(card.apdu(&verify))
                 }
                 _ => Err(0xEF),
             }

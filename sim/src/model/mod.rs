@@ -257,18 +257,50 @@ pub fn usb_info(device: &ReaderDump, iface: &InterfaceDump) -> UsbInfo {
 /// What a PC_to_RDR_Escape gets: `Ok(abData)` or `Err(bError)`.
 pub type EscapeHandler = Box<dyn FnMut(u8, &[u8]) -> Result<Vec<u8>, u8> + Send>;
 
-/// The hook for PC_to_RDR_Secure (PIN entry on the reader's keypad).
+/// The card as a Secure handler reaches it, through the reader.
+pub trait SecureCard {
+    /// True when the reader works at TPDU level with T=1: the host wrapped
+    /// the APDU in an I-block whose prologue is in bTeoPrologue, and the
+    /// answer must be the card's block ([`SecureCard::t1_exchange`]).
+    fn t1_wrapped(&self) -> bool;
+    /// Sends a command APDU; returns the response data and SW1 SW2.
+    fn apdu(&mut self, apdu: &[u8]) -> Vec<u8>;
+    /// Sends the I-block `prologue ‖ apdu ‖ EDC` (the card's EDC); returns
+    /// the card's block, or `None` when it stays silent.
+    fn t1_exchange(&mut self, prologue: [u8; 3], apdu: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// The hook for PC_to_RDR_Secure (PIN entry on the reader's keypad);
+/// [`crate::pinpad::PinpadScript`] is one.
 pub trait SecureHandler: Send {
     /// Carries out a Secure command for `slot`: `data` is abData
-    /// (`bPINOperation` first, then the PIN structure); `card` sends an
-    /// APDU to the card and returns its answer. Returns the answer's
-    /// abData or a bError (e.g. 0xEF cancelled, 0xF0 timeout).
-    fn secure(
-        &mut self,
-        slot: u8,
-        data: &[u8],
-        card: &mut dyn FnMut(&[u8]) -> Vec<u8>,
-    ) -> Result<Vec<u8>, u8>;
+    /// (`bPINOperation` first, then the CCID PIN structure). Returns the
+    /// answer's abData or a bError (e.g. 0xEF cancelled, 0xF0 timeout).
+    fn secure(&mut self, slot: u8, data: &[u8], card: &mut dyn SecureCard) -> Result<Vec<u8>, u8>;
+}
+
+/// A slot's card seen by a Secure handler.
+struct SlotCard<'a> {
+    card: &'a mut Card,
+    t1_wrapped: bool,
+}
+
+impl SecureCard for SlotCard<'_> {
+    fn t1_wrapped(&self) -> bool {
+        self.t1_wrapped
+    }
+
+    fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
+        self.card.apdu(apdu)
+    }
+
+    fn t1_exchange(&mut self, prologue: [u8; 3], apdu: &[u8]) -> Option<Vec<u8>> {
+        let mut block = prologue.to_vec();
+        block.extend_from_slice(apdu);
+        let edc = self.card.parsed_atr().edc();
+        ccid::iso7816::t1::block::push_edc(&mut block, edc);
+        self.card.t1_block(&block)
+    }
 }
 
 /// Direction and endpoint of a logged transfer.
@@ -1223,12 +1255,13 @@ impl VirtualReader {
                 if icc != IccStatus::Active {
                     return (fail(icc, SlotError::ICC_MUTE.0), quick);
                 }
+                let t1_wrapped = level == ExchangeLevel::Tpdu && s.protocol == 1;
                 let Some(card) = s.card.as_mut() else {
                     return (fail(icc, SlotError::ICC_MUTE.0), quick);
                 };
-                let mut to_card = |apdu: &[u8]| card.apdu(apdu);
-                let r = h.secure(slot, &data, &mut to_card);
-                let busy = card.take_busy_time();
+                let mut sc = SlotCard { card, t1_wrapped };
+                let r = h.secure(slot, &data, &mut sc);
+                let busy = sc.card.take_busy_time();
                 match r {
                     Ok(d) => (ok(icc, 0, d), timing.answer(busy, Duration::ZERO)),
                     Err(e) => (fail(icc, e), timing.answer(busy, Duration::ZERO)),
