@@ -45,6 +45,18 @@ impl TimeModel {
         }
     }
 
+    /// Only the card's processing time counts (no bus, activation or line
+    /// time): for benchmarks with a fixed time per APDU.
+    pub const fn card_only() -> Self {
+        TimeModel {
+            enabled: true,
+            usb_latency: Duration::ZERO,
+            activation: Duration::ZERO,
+            etu_per_char: 0,
+            ..Self::zero()
+        }
+    }
+
     /// The time `chars` characters take at Fi/Di `fi_di` and `clock_khz`.
     pub fn chars(&self, chars: usize, fi_di: u8, clock_khz: u32) -> Duration {
         if !self.enabled || chars == 0 {
@@ -118,6 +130,14 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(t.bwt(0x11, 4000, 4), Duration::ZERO);
+    }
+
+    #[test]
+    fn card_only_counts_the_card() {
+        let t = TimeModel::card_only();
+        assert_eq!(t.chars(1000, 0x11, 4000), Duration::ZERO);
+        let five = Duration::from_millis(5);
+        assert_eq!(t.answer(five, t.chars(300, 0x11, 4000)), five);
     }
 
     #[test]
