@@ -710,6 +710,14 @@ fn slot_change_notifications_cover_every_slot() {
     let n = Notification::parse(&r.poll_interrupt(Duration::ZERO).unwrap().unwrap()).unwrap();
     assert_eq!(n.slot_state(5), Some((true, true)));
     assert_eq!(r.icc_status(5), Some(IccStatus::Inactive));
+    // Without the start-up notification, only later changes are sent.
+    let mut cfg = config(ExtendedApdu);
+    cfg.initial_notification = false;
+    let mut r = VirtualReader::with_card(cfg, Some(Card::test_card()));
+    assert_eq!(r.poll_interrupt(Duration::ZERO), None);
+    r.remove_card(0).unwrap();
+    let m = r.poll_interrupt(Duration::ZERO).unwrap().unwrap();
+    assert_eq!(m, [0x50, 0x02]);
     // Without an interrupt endpoint.
     let mut cfg = config(ExtendedApdu);
     cfg.usb.has_interrupt = false;

@@ -418,6 +418,7 @@ pub struct VirtualReader {
     now: Duration,
     stats: Stats,
     iccd_state: iccd::IccdState,
+    started: bool,
 }
 
 impl fmt::Debug for VirtualReader {
@@ -491,6 +492,7 @@ impl VirtualReader {
             now: Duration::ZERO,
             stats: Stats::default(),
             iccd_state: iccd::IccdState::default(),
+            started: false,
             cfg,
         }
     }
@@ -552,6 +554,7 @@ impl VirtualReader {
     }
 
     fn advance(&mut self, now: Duration) {
+        self.start();
         if now > self.now {
             self.now = now;
         }
@@ -596,7 +599,8 @@ impl VirtualReader {
     }
 
     fn notify_change(&mut self) {
-        if !self.cfg.usb.has_interrupt {
+        // Before the first transfer, cards are the reader's initial state.
+        if !self.cfg.usb.has_interrupt || !self.started {
             return;
         }
         if !self
@@ -1135,9 +1139,16 @@ impl VirtualReader {
         Some(Ok(msg))
     }
 
-    /// Queues the start-up notification when configured and a card is
-    /// present (transports call this once when they start).
+    /// Ends the set-up: the cards inserted so far are the initial state,
+    /// announced by one NotifySlotChange when
+    /// [`ReaderConfig::initial_notification`] is set. Called by the first
+    /// transfer (and by [`SimTransport::new`](crate::transport::SimTransport::new));
+    /// later calls do nothing.
     pub fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
         if self.cfg.initial_notification && self.slots.iter().any(|s| s.card.is_some()) {
             self.notify_change();
         } else {
