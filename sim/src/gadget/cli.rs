@@ -5,7 +5,7 @@
 use super::control::{self, ControlWord};
 use super::{Gadget, GadgetOptions, VirtualReader};
 use nix::sys::signal::{SigSet, Signal};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -360,7 +360,8 @@ pub fn run(args: &[String], build: &dyn Fn(&ReaderSpec) -> Result<VirtualReader,
     let opts = match parse_args(args) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
-            println!("{USAGE}");
+            // a closed stdout (`| head`) is not an error worth a panic
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             return 0;
         }
         Err(e) => {
