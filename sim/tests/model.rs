@@ -251,6 +251,34 @@ fn tpdu_t0_procedure_bytes_run_in_the_reader() {
 }
 
 #[test]
+fn t0_cards_with_nulls_and_single_byte_acknowledgements() {
+    use ccid::iso7816::t0::card::T0CardConfig;
+    let cfg = T0CardConfig {
+        nulls: 2,
+        single_byte_acks: true,
+        xor01_acks: true,
+        ..T0CardConfig::default()
+    };
+    for level in [Tpdu, Character] {
+        let mut h = Host::at(level, t0_card().with_t0_config(cfg));
+        h.power_on();
+        let run = |h: &mut Host, apdu: &[u8]| {
+            if level == Tpdu {
+                h.xfr(0, apdu).data
+            } else {
+                char_t0(h, apdu)
+            }
+        };
+        assert_eq!(run(&mut h, &select()), [0x90, 0x00], "{level:?}");
+        assert_eq!(
+            run(&mut h, &[0, 0xCA, 0, 0, 7]),
+            with_sw(counting(7)),
+            "{level:?}"
+        );
+    }
+}
+
+#[test]
 fn tpdu_pps_then_matching_parameters() {
     let atr = AtrBuilder::new().ta1(0x95).build().unwrap();
     let mut h = Host::at(Tpdu, Card::new(atr.clone(), IsoApplet::new()).unwrap());
