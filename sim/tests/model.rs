@@ -1022,3 +1022,72 @@ fn dump_built_reader_matches_its_descriptor() {
     );
     assert!(ReaderConfig::from_dump_file(&dir.join("nope.txt"), 0).is_err());
 }
+
+#[test]
+fn random_messages_never_panic() {
+    let mut seed = 0x1234_5678_9ABC_DEF0u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let types = [
+        0x62u8, 0x63, 0x65, 0x6F, 0x6C, 0x6D, 0x61, 0x6B, 0x6E, 0x6A, 0x69, 0x71, 0x72, 0x73, 0x99,
+    ];
+    for level in [Character, Tpdu, ShortApdu, ExtendedApdu] {
+        for card in [t0_card(), t1_card(), Card::test_card()] {
+            let mut cfg = config(level).with_slots(2, 2);
+            cfg.descriptor.dwFeatures |= 0x100;
+            cfg.descriptor.dwMechanical = 0x0F;
+            let mut r = VirtualReader::with_card(cfg, Some(card));
+            for i in 0..400u32 {
+                let n = next();
+                let t = types[(n % types.len() as u64) as usize];
+                let len = ((n >> 8) % 40) as usize;
+                let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if i % 7 == 0 {
+                    data = select();
+                }
+                let mut f = vec![t];
+                let declared = if n & 0x1_0000 != 0 {
+                    len as u32 + 1
+                } else {
+                    len as u32
+                };
+                f.extend_from_slice(&declared.to_le_bytes());
+                f.extend_from_slice(&[
+                    (n >> 20) as u8 % 3,
+                    i as u8,
+                    (n >> 24) as u8 % 4,
+                    (n >> 28) as u8,
+                    (n >> 32) as u8 % 0x12,
+                ]);
+                f.extend_from_slice(&data);
+                if n & 0x2_0000 != 0 {
+                    f.truncate((n >> 40) as usize % (f.len() + 1));
+                }
+                let _ = r.bulk_out(&f, Duration::ZERO);
+                // Without faults every answer is a well-formed frame for
+                // an existing slot, or says the slot does not exist.
+                for a in r.drain().unwrap() {
+                    let rsp = Response::parse(&a).unwrap();
+                    assert!(rsp.slot < 2 || rsp.error.0 == 5, "{rsp:?}");
+                }
+                assert!(r.in_flight() <= 2);
+                let setup = ControlSetup {
+                    request_type: if n & 0x4_0000 != 0 { 0xA1 } else { 0x21 },
+                    request: (n >> 44) as u8 % 4,
+                    value: (n >> 48) as u16,
+                    index: 0,
+                };
+                let _ = r.control_in(setup, (n >> 52) as usize % 64, Duration::ZERO);
+                let _ = r.poll_interrupt(Duration::ZERO);
+                if i % 50 == 0 {
+                    let _ = r.remove_card((n % 2) as u8);
+                    let _ = r.reinsert_card((n % 2) as u8);
+                }
+            }
+        }
+    }
+}
