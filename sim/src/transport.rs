@@ -245,6 +245,8 @@ impl Transport for SimTransport {
 
 impl SimControl {
     /// Runs `f` on the model (anything not covered by the methods below).
+    /// `f` must not call the transport or this handle: the model is locked
+    /// while it runs.
     pub fn with_reader<R>(&self, f: impl FnOnce(&mut VirtualReader) -> R) -> R {
         self.shared.with(f)
     }
