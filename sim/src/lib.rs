@@ -18,6 +18,7 @@ pub mod gadget;
 pub mod model;
 pub mod pinpad;
 pub mod replay;
+pub mod session;
 pub mod timing;
 pub mod trace;
 pub mod transport;

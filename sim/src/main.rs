@@ -6,6 +6,7 @@ const USAGE: &str = "usage: ccid-sim <command> [args]
 commands:
   dump FILE          print what was read from a descriptor dump
   coverage DIR       check the reader model against every dump in DIR
+  session ...        open, power, negotiate and exchange APDUs through the driver (session -h)
   replay ...         replay recorded traces through the driver (replay -h)
   gadget ...         present virtual readers as USB devices (gadget -h)";
 
@@ -18,6 +19,7 @@ fn main() {
         // --- replay subcommand (ccid_sim::replay) ---
         Some("replay") => ccid_sim::replay::cli(rest),
         // --- end of replay subcommand ---
+        Some("session") => ccid_sim::session::cli(rest),
         Some("gadget") => ccid_sim::gadget::cli::run(rest, &ccid_sim::cli::gadget_reader),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -211,9 +211,11 @@ impl Device {
                     quirks.apply_init_success(&step, &a);
                 }
                 Err(Error::NoDevice) => return Err(Error::NoDevice),
+                // A reader is still usable without what an init escape
+                // sets up (prompts, modes): the failure is reported, the
+                // reader kept.
                 Err(e) if step.required => {
-                    log::error!("{name}: {} ({}) failed: {e}", step.name, step.quirk);
-                    return Err(e);
+                    log::error!("{name}: {} ({}) failed: {e}", step.name, step.quirk)
                 }
                 Err(e) => log::info!("{name}: {} ({}) failed: {e}", step.name, step.quirk),
             }
@@ -221,9 +223,14 @@ impl Device {
         let mut descriptor = quirks.descriptor.clone();
         let data_rates = quirks.data_rates.clone();
         if iccd == Some(super::iccd::Version::B)
-            && descriptor.exchange_level() == ExchangeLevel::ShortApdu
+            && matches!(
+                descriptor.exchange_level(),
+                ExchangeLevel::ShortApdu | ExchangeLevel::Character
+            )
         {
-            // ICCD version B chains data blocks like an extended-APDU reader.
+            // ICCD version B exchanges APDUs in data blocks chained like an
+            // extended-APDU reader's (a token announcing character level
+            // still answers whole APDUs).
             descriptor.dwFeatures =
                 (descriptor.dwFeatures & !0x0007_0000) | ExchangeLevel::ExtendedApdu.feature_bits();
         }

@@ -60,6 +60,15 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
     let device = &slot.device;
     let (slot_descriptor, slot_rates) = device.quirks().slot_caps(slot.index);
     let mut caps = ReaderCaps::from_descriptor(&slot_descriptor, slot_rates);
+    if caps.protocols & 3 == 0 {
+        // A descriptor announcing neither T=0 nor T=1 is wrong: let the
+        // card's ATR decide.
+        log::info!(
+            "dwProtocols {:#x} offers neither T=0 nor T=1: both assumed",
+            caps.protocols
+        );
+        caps.protocols |= 3;
+    }
     // The exchange level may have changed at open (ICCD, init escapes).
     caps.exchange_level = device.caps().level();
     let base = NegotiateOptions {
@@ -73,7 +82,13 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
     let mut plan = negotiate::plan(&atr, requested, &caps, &opts).map_err(negotiate_error)?;
     apply_card_quirks(&atr_bytes, &mut plan, opts.timeout_cap_ms);
     let level = device.caps().level();
-    if let Some(pps) = plan.pps.clone() {
+    // At APDU level the reader runs the card protocol itself: an XfrBlock
+    // carries APDUs, never a raw PPS.
+    let pps = plan
+        .pps
+        .clone()
+        .filter(|_| matches!(level, ExchangeLevel::Tpdu | ExchangeLevel::Character));
+    if let Some(pps) = pps {
         log::debug!(target: "ccid::comm", "PPS: Sending request: {}", crate::logging::hex(&pps));
         let wlevel = if level == ExchangeLevel::Character {
             pps.len() as u16
@@ -135,7 +150,22 @@ pub fn set_protocol(slot: &Slot, protocol: u32, flags: u8, pts: [u8; 3]) -> Resu
     }
     let engine = match (level, chosen) {
         (ExchangeLevel::Tpdu | ExchangeLevel::Character, Protocol::T1) => {
-            let params = plan.t1.unwrap_or_default();
+            let mut params = plan.t1.unwrap_or_default();
+            // Every block, ours and the card's, must fit one CCID message.
+            let room = device
+                .caps()
+                .max_data()
+                .saturating_sub(3 + params.edc.len());
+            let room = u8::try_from(room.min(254)).unwrap_or(254).max(1);
+            if params.ifsd > room || params.ifsc > room {
+                log::info!(
+                    "IFSC {} / IFSD {} lowered to {room} to fit dwMaxCCIDMessageLength",
+                    params.ifsc,
+                    params.ifsd
+                );
+                params.ifsd = params.ifsd.min(room);
+                params.ifsc = params.ifsc.min(room);
+            }
             let mut engine = T1Engine::new(params);
             if plan.negotiate_ifsd {
                 negotiate_ifsd(slot, &mut engine, params.ifsd, plan.timeout_ms)?;
@@ -234,6 +264,34 @@ fn xfr_t1_block(
     Ok(answer)
 }
 
+/// One character-level exchange: send `bytes`, then read `expect` bytes,
+/// in as many XfrBlocks as the reader's message size needs (each
+/// XfrBlock's wLevelParameter is the number of bytes it reads back).
+fn char_exchange(slot: &Slot, bytes: &[u8], expect: usize, timeout: Duration) -> Result<Vec<u8>> {
+    let max = slot.device.caps().max_data().max(1);
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(max).collect()
+    };
+    let last = chunks.len() - 1;
+    let mut got = Vec::with_capacity(expect);
+    for (i, c) in chunks.iter().enumerate() {
+        let want = if i == last { expect.min(max) } else { 0 };
+        let r = slot.xfr_block(want as u16, c, 0, timeout)?.data;
+        got.extend_from_slice(&r);
+    }
+    while got.len() < expect {
+        let want = (expect - got.len()).min(max);
+        let r = slot.xfr_block(want as u16, &[], 0, timeout)?.data;
+        if r.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&r);
+    }
+    Ok(got)
+}
+
 /// Character level, T=0: the driver handles the procedure bytes.
 fn transmit_t0_char(slot: &Slot, tx: &[u8], timeout: Duration) -> Result<Vec<u8>> {
     let (mut engine, mut step) = T0CharEngine::start(tx, T0Options::default()).map_err(|e| {
@@ -244,9 +302,7 @@ fn transmit_t0_char(slot: &Slot, tx: &[u8], timeout: Duration) -> Result<Vec<u8>
         match step {
             T0Step::Done { response } => return Ok(response),
             T0Step::Send { bytes, expect } => {
-                let level = u16::try_from(expect)
-                    .map_err(|_| Error::Protocol("T=0 read too long".into()))?;
-                let got = slot.xfr_block(level, &bytes, 0, timeout)?.data;
+                let got = char_exchange(slot, &bytes, expect, timeout)?;
                 step = engine.on_bytes(&got).map_err(|e| {
                     log::error!("T=0: {e}");
                     Error::Protocol(format!("T=0: {e}"))

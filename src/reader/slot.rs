@@ -171,7 +171,8 @@ impl Slot {
         };
         let support = d.bVoltageSupport & 0x07;
         if support == 0 {
-            return vec![order[0]];
+            // The reader says nothing of its voltages: let it choose.
+            return vec![0];
         }
         let bit = |v: u8| match v {
             1 => 0x01,

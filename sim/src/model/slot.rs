@@ -186,6 +186,19 @@ impl Slot {
         match atr {
             Some(atr) => {
                 self.powered = true;
+                // A reader doing its own parameter negotiation
+                // (AUTO_PPS_PROP) moves a negotiable card to T=1 when both
+                // offer it, as the host would have asked.
+                let auto = ctx.descriptor.dwFeatures & 0x40 != 0;
+                if auto && ctx.descriptor.dwProtocols & 2 != 0 {
+                    if let Some(card) = self.card.as_mut() {
+                        if card.negotiable() && card.protocol() == 0 && card.parsed_atr().offers(1)
+                        {
+                            // PPSS, PPS0 = T=1, PCK.
+                            let _ = card.pps(&[0xFF, 0x01, 0xFE]);
+                        }
+                    }
+                }
                 self.reset_params();
                 let line = t.chars(atr.len(), params::DEFAULT_FI_DI, clock);
                 let act = if t.enabled {
