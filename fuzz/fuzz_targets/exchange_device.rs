@@ -36,10 +36,20 @@ impl Transport for Hostile {
     fn interrupt_in(&self, _b: &mut [u8], _t: Duration) -> Result<usize, TransportError> {
         Err(TransportError::NotFound)
     }
-    fn control_in(&self, _s: ControlSetup, _b: &mut [u8], _t: Duration) -> Result<usize, TransportError> {
+    fn control_in(
+        &self,
+        _s: ControlSetup,
+        _b: &mut [u8],
+        _t: Duration,
+    ) -> Result<usize, TransportError> {
         Err(TransportError::Pipe)
     }
-    fn control_out(&self, _s: ControlSetup, _d: &[u8], _t: Duration) -> Result<usize, TransportError> {
+    fn control_out(
+        &self,
+        _s: ControlSetup,
+        _d: &[u8],
+        _t: Duration,
+    ) -> Result<usize, TransportError> {
         Err(TransportError::Pipe)
     }
 }
@@ -53,10 +63,20 @@ fuzz_target!(|data: &[u8]| {
         ccid_descriptor: CcidDescriptor::example().to_bytes().to_vec(),
         ..UsbInfo::default()
     };
-    let t = Arc::new(Hostile { info, transfers: Mutex::new(transfers) });
+    let t = Arc::new(Hostile {
+        info,
+        transfers: Mutex::new(transfers),
+    });
     let ex = Exchanger::new(t, 1, 0);
     let lim = ExchangeLimits::new(Duration::from_millis(1), Duration::from_millis(5));
-    for cmd in [Command::GetSlotStatus, Command::XfrBlock { bwi: 0, level: 0, data: vec![0, 0xA4, 0, 0] }] {
+    for cmd in [
+        Command::GetSlotStatus,
+        Command::XfrBlock {
+            bwi: 0,
+            level: 0,
+            data: vec![0, 0xA4, 0, 0],
+        },
+    ] {
         let expected_seq = ex.next_seq().wrapping_add(1);
         if let Ok(r) = ex.exchange(0, &cmd, lim) {
             assert_eq!(r.slot, 0);
