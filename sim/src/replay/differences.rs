@@ -25,7 +25,7 @@ pub const WARM_UP_ONCE: Difference = Difference {
 /// features with an Escape at open.
 pub const GEMALTO_FIRMWARE_FEATURES: Difference = Difference {
     id: "gemalto-firmware-features",
-    summary: "no Escape GET_FIRMWARE_FEATURES (6A) when a reader with vendor ID 08E6 is opened",
+    summary: "Escape GET_FIRMWARE_FEATURES (6A) at open is tied to the reader identity: present where the replayed descriptor is Gemalto's (08E6) and the recording's reader was not, or the other way round",
 };
 
 /// libccid asks Gemalto readers for their firmware version (Escape 02)
@@ -115,6 +115,19 @@ pub(crate) fn classify_missing(
         (StepKind::Op(Op::PowerDown | Op::Close), 0x63) if sent.contains(&0x63) => {
             Some(&POWER_OFF_ONCE)
         }
+        _ => None,
+    }
+}
+
+/// Explains a command the driver sent that the recording lacks.
+pub(crate) fn classify_extra(kind: &StepKind, sent: &[u8]) -> Option<&'static Difference> {
+    let t = *sent.first()?;
+    let data = sent.get(HEADER_LEN..).unwrap_or(&[]);
+    match (kind, t) {
+        // The recording's reader identity is not Gemalto's while the
+        // descriptor the replay uses is: the driver asks for the firmware
+        // features as it does for every 08E6 reader.
+        (StepKind::Open, 0x6B) if data == [0x6A] => Some(&GEMALTO_FIRMWARE_FEATURES),
         _ => None,
     }
 }

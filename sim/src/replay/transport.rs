@@ -509,12 +509,13 @@ impl ReplayTransport {
             };
             st.unanchored = true;
             let how = self.answer_by_analogy(st, frame, true);
+            let difference = differences::classify_extra(&g.kind, frame);
             self.push_check(
                 st,
                 g.line,
                 outcome,
                 format!("driver sent {} {how}", describe(frame)),
-                None,
+                difference,
             );
             return;
         };
