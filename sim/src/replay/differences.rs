@@ -74,6 +74,10 @@ pub const NO_IO_WHEN_GONE: Difference = Difference {
 
 /// Every documented difference.
 pub const ALL: &[&Difference] = &[
+    &RECORDING_MALFORMED,
+    &HOST_BWI,
+    &EXCERPT_T1_STATE,
+    &PPS_CHOICE,
     &WARM_UP_ONCE,
     &GEMALTO_FIRMWARE_FEATURES,
     &GEMALTO_FIRMWARE_ID,
@@ -84,6 +88,75 @@ pub const ALL: &[&Difference] = &[
     &TIME_EXTENSION_WAITED,
     &NO_IO_WHEN_GONE,
 ];
+
+/// The recording holds a frame that is not a well-formed CCID message
+/// (the recording tool cut or mangled it); the driver's frame is compared
+/// against something no reader received.
+pub const RECORDING_MALFORMED: Difference = Difference {
+    id: "recording-malformed",
+    summary: "the recorded frame is not a well-formed CCID message (dwLength and data disagree)",
+};
+
+/// Another host program set bBWI on XfrBlock without a WTX request.
+pub const HOST_BWI: Difference = Difference {
+    id: "host-bwi",
+    summary: "the recording host sets bBWI in XfrBlock; the driver sends 0 unless the card asked for more time (WTX)",
+};
+
+/// The excerpt starts inside a T=1 session: the recorded N(S)/N(R) come
+/// from exchanges the excerpt does not show.
+pub const EXCERPT_T1_STATE: Difference = Difference {
+    id: "excerpt-t1-state",
+    summary: "the excerpt starts inside a T=1 session: the recorded block sequence numbers continue exchanges not in the trace, the driver's start from a power-up",
+};
+
+/// The recording host asked the card for other transmission parameters.
+pub const PPS_CHOICE: Difference = Difference {
+    id: "pps-choice",
+    summary: "the recording host chose other PPS parameters; the driver asks for the card's TA1 within the reader's limits and, when the card confirms something else, stops as ISO 7816-3 §9 requires",
+};
+
+/// Explains a frame the driver sent that differs from the recorded one.
+pub(crate) fn classify_differs(recorded: &[u8], sent: &[u8]) -> Option<&'static Difference> {
+    let declared = recorded
+        .get(1..5)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    if recorded.len() < HEADER_LEN || declared != Some(recorded.len() - HEADER_LEN) {
+        return Some(&RECORDING_MALFORMED);
+    }
+    if recorded.first() != sent.first() || recorded.first() != Some(&0x6F) {
+        return None;
+    }
+    let rd = recorded.get(HEADER_LEN..).unwrap_or(&[]);
+    let sd = sent.get(HEADER_LEN..).unwrap_or(&[]);
+    if rd.first() == Some(&0xFF) && sd.first() == Some(&0xFF) {
+        return Some(&PPS_CHOICE);
+    }
+    let same_but = |skip: &dyn Fn(usize) -> bool| {
+        recorded.len() == sent.len()
+            && recorded
+                .iter()
+                .zip(sent)
+                .enumerate()
+                .all(|(i, (a, b))| i == 6 || skip(i) || a == b)
+    };
+    if same_but(&|i| i == 7) {
+        return Some(&HOST_BWI);
+    }
+    // T=1 blocks that differ in the PCB's sequence bits (and so in the EDC).
+    let edc = rd.len().saturating_sub(1);
+    if super::plan::t1_shaped(rd)
+        && super::plan::t1_shaped(sd)
+        && rd
+            .get(1)
+            .zip(sd.get(1))
+            .is_some_and(|(a, b)| (a ^ b) & !0x50 == 0)
+        && same_but(&|i| i == 7 || i == HEADER_LEN + 1 || i >= HEADER_LEN + edc)
+    {
+        return Some(&EXCERPT_T1_STATE);
+    }
+    None
+}
 
 /// The difference with this id.
 pub fn by_id(id: &str) -> Option<&'static Difference> {
@@ -105,6 +178,7 @@ pub(crate) fn classify_missing(
     let data = recorded.get(HEADER_LEN..).unwrap_or(&[]);
     match (kind, t) {
         (StepKind::Open, 0x65) if sent.contains(&0x65) => Some(&WARM_UP_ONCE),
+        (StepKind::Op(Op::SetProtocol { .. }), 0x61) if sent.contains(&0x6F) => Some(&PPS_CHOICE),
         (StepKind::Open, 0x6B) if data == [0x6A] => Some(&GEMALTO_FIRMWARE_FEATURES),
         (
             StepKind::Op(Op::Control {

@@ -575,7 +575,8 @@ impl ReplayTransport {
             if host.cut {
                 detail.push_str(" (the recorded line is cut in the published trace)");
             }
-            self.push_check(st, host.line, Outcome::Differs, detail, None);
+            let difference = differences::classify_differs(&host.data, frame);
+            self.push_check(st, host.line, Outcome::Differs, detail, difference);
         }
         self.deliver(st, &host, ds);
     }
