@@ -4,6 +4,8 @@
 //!
 //! Every call has a timeout; none may block longer than it.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 use thiserror::Error;
 
