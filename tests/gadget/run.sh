@@ -10,7 +10,7 @@
 # here (see tests/e2e/run.sh --help).
 #
 # usage: sudo tests/gadget/run.sh [e2e options]
-#   defaults: --scenarios gadget --controllers uhci --timeout 900, --drivers
+#   defaults: --scenarios gadget --controllers uhci --timeout 1800, --drivers
 #   libccid,ours when build/ifd-ccid.bundle exists (else libccid only)
 #
 # environment (written to RUN/gadget.env, which the scenario reads in the guest):
@@ -38,7 +38,7 @@ WORK=${E2E_WORK_DIR:-/var/tmp/ccid-e2e}
 export E2E_RUN_DIR=${E2E_RUN_DIR:-$WORK/runs/$(date +%Y%m%d-%H%M%S)-gadget}
 export E2E_SCENARIOS=${E2E_SCENARIOS:-gadget}
 export E2E_CONTROLLERS=${E2E_CONTROLLERS:-uhci}
-export E2E_TIMEOUT=${E2E_TIMEOUT:-900}
+export E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
 if [ -z "${E2E_DRIVERS:-}" ]; then
     if [ -f "$REPO/build/ifd-ccid.bundle/Contents/Info.plist" ]; then
         export E2E_DRIVERS=libccid,ours

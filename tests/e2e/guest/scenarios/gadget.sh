@@ -140,6 +140,9 @@ gd_wait_count() {
     return 1
 }
 
+# pcscd's log so far, without the colours
+gd_pcscd_log() { sed -e 's/\x1b\[[0-9;]*m//g' "$PCSCD_LOG"; }
+
 # gd_slot FILTER SLOT: the name of slot SLOT (the last two digits of the name)
 gd_slot() { gd_names "$1" | awk -v s="$(printf '%02d' "$2")" '$NF == s { print; exit }'; }
 
@@ -224,10 +227,10 @@ gd_run_single() {
     local d500 d1000
     d500=$(printf '5A%.0s' $(seq 500))
     d1000=$d500$d500
-    if step extended 30 "$CLIENT" apdu $r "$m" "80EE000001F4${d500}0000=9000" "80EE000003E8${d1000}0000=9000" \
+    if step extended 30 "$CLIENT" apdu $r "$m" "80EE00000001F4${d500}0000=9000" "80EE00000003E8${d1000}0000=9000" \
         00CA00000003E8=9000 &&
         [ "$(awk '$1 == "APDU" { printf "%d ", length($3) / 2 }' "$DOUT/extended.txt")" = "502 1002 1002 " ] &&
-        grep -q "^APDU 80EE000001F4${d500}0000 ${d500}9000\$" "$DOUT/extended.txt"; then
+        grep -q "^APDU 80EE00000001F4${d500}0000 ${d500}9000\$" "$DOUT/extended.txt"; then
         pass extended_apdus "ECHO 500 and 1000 bytes, GET DATA 1000 bytes"
     else
         fail extended_apdus "$(tail -1 "$DOUT/extended.txt")"
@@ -344,8 +347,8 @@ gd_run_octsim() {
         gd_ctl single plug
         gd_ctl octsim plug
         if gd_wait_count "$GD_S" 1 30 >/dev/null && gd_wait_count "$GD_O" 8 30 >/dev/null &&
+            ms=$(($(date +%s%3N) - t0)) &&
             step both_apdus 30 "$CLIENT" apdu --reader "$GD_S" "$GD_SELECT=9000"; then
-            ms=$(($(date +%s%3N) - t0))
             pass two_readers_at_once "1 + 8 readers back $ms ms after both plugs"
             timing two_plugged_both_visible "$ms"
         else
@@ -361,7 +364,7 @@ gd_run_octsim() {
 # reader only whole, so it takes as many 8-slot readers as fit beside the
 # others and refuses the rest
 gd_run_simbank() {
-    local n others expected listed i
+    local n others expected listed i tried rolled
     gd_ctl octsim unplug
     gd_wait_count "$GD_O" 0 30 >/dev/null
     others=$(gd_names "" | grep -c .)
@@ -377,22 +380,26 @@ gd_run_simbank() {
     lsusb >"$DOUT/lsusb_simbank.txt" 2>&1
     n=$(grep -ci "$GD_OCTSIM_ID" "$DOUT/lsusb_simbank.txt")
     if [ "$n" = 12 ]; then pass simbank_enumerated "12 sysmoOCTSIMs on 12 USB buses"; else fail simbank_enumerated "$n of 12"; fi
-    # settled: the expected count, unchanged 3 s later
-    listed=-1
-    for i in $(seq 20); do
-        listed=$(gd_names "$GD_B" | grep -c .)
-        if [ "$listed" = "$expected" ]; then
-            sleep 3
-            [ "$(gd_names "$GD_B" | grep -c .)" = "$expected" ] && break
-        fi
-        sleep 1
+    # pcscd takes the devices one after the other: wait until it tried all
+    # 12 and rolled back every one that did not fit
+    local t0
+    t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt 400 ]; do
+        tried=$(gd_pcscd_log | grep -a -o 'Attempting startup of .*(GB-[0-9]*) [0-9]* 00 using' |
+            grep -o '(GB-[0-9]*)' | sort -u | grep -c .)
+        rolled=$(gd_pcscd_log | grep -a -o 'Attempting shutdown of .*(GB-[0-9]*) [0-9]* 00\.' |
+            grep -o '(GB-[0-9]*)' | sort -u | grep -c .)
+        [ "$tried" = 12 ] && [ "$rolled" = $((12 - expected / 8)) ] && break
+        sleep 2
     done
+    timing simbank_pcscd_settled $(((SECONDS - t0) * 1000))
+    listed=$(gd_names "$GD_B" | grep -c .)
     gd_names "" >"$DOUT/simbank_readers.txt"
     if [ "$listed" = "$expected" ] && [ "$expected" -gt 0 ] &&
         step simbank_apdu 30 "$CLIENT" apdu --reader "$(gd_names "$GD_B" | tail -1)" "$GD_SELECT=9000"; then
-        pass simbank_readers "$expected slots of the SIMBANK in pcscd beside $others other readers (16 contexts)"
+        pass simbank_readers "$expected slots of the SIMBANK in pcscd beside $others other readers; $rolled of 12 refused (16 contexts)"
     else
-        fail simbank_readers "$listed SIMBANK readers, expected $expected beside $others others"
+        fail simbank_readers "$listed SIMBANK readers, expected $expected beside $others others ($tried tried, $rolled refused)"
     fi
     if gd_quit simbank && gd_wait_count "$GD_B" 0 30 >/dev/null; then
         pass simbank_teardown "12 gadgets removed, their readers gone"
