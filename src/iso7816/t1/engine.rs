@@ -649,6 +649,15 @@ impl T1Engine {
                             return self.invalid(ex, RCode::Other);
                         }
                         // The card asks for the I-block again (its rule 7.1).
+                        if len > usize::from(self.ifsc) {
+                            // An S(IFS request) lowered IFSC since the block
+                            // was sent: the same data is cut again to fit.
+                            if ex.retries >= MAX_RETRIES {
+                                return self.resync(ex);
+                            }
+                            ex.retries += 1;
+                            return Ok(self.send_chunk(ex, offset));
+                        }
                         let b = ex.current_i.clone();
                         self.retransmit(ex, b, Sent::I)
                     }

@@ -253,6 +253,35 @@ fn card_ifs_request_changes_ifsc() {
     );
 }
 
+// §11.4.2: IFSC lowered by the card's S(IFS request) before it asks for
+// the outstanding I-block again: the block is cut to the new IFSC (found
+// by the t1_engine fuzz target, which sent 10 bytes after IFSC 2).
+#[test]
+fn retransmission_after_ifsc_lowered_fits_the_new_ifsc() {
+    let mut e = T1Engine::new(params(32, 32, Edc::Lrc));
+    let apdu: Vec<u8> = (0..10).collect();
+    let s = e.transceive_start(&apdu).unwrap();
+    assert_eq!(sent_block(&s, Edc::Lrc), i_block(0, false, &apdu));
+    e.on_response(Ok(&card(&Block::s(SKind::Ifs, false, &[2]), Edc::Lrc)))
+        .unwrap();
+    let r0 = Block::R {
+        nr: 0,
+        code: RCode::Ok,
+    };
+    let s = e.on_response(Ok(&card(&r0, Edc::Lrc))).unwrap();
+    assert_eq!(sent_block(&s, Edc::Lrc), i_block(0, true, &apdu[..2]));
+    // The chain goes on at IFSC 2 and the card's answer ends it.
+    let r1 = Block::R {
+        nr: 1,
+        code: RCode::Ok,
+    };
+    let s = e.on_response(Ok(&card(&r1, Edc::Lrc))).unwrap();
+    assert_eq!(sent_block(&s, Edc::Lrc), i_block(1, true, &apdu[2..4]));
+    // Asked again at the same IFSC: byte-identical.
+    let again = e.on_response(Ok(&card(&r1, Edc::Lrc))).unwrap();
+    assert_eq!(sent(&again), sent(&s));
+}
+
 // Rule 9: S(ABORT request) is answered and the exchange fails; the next
 // exchange starts with S(RESYNCH request) (rule 1 allows an S-block first).
 #[test]
