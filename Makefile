@@ -108,3 +108,12 @@ fuzz:
 clean:
 	$(CARGO) clean
 	rm -rf build
+
+# --- bench-multislot: aggregate APDU/s of multi-slot virtual readers ------
+# through the IFDH functions, one thread per slot (ccid-sim bench-multislot -h).
+# BENCH_ARGS, e.g. BENCH_ARGS="--apdus 500 --card-ms 5".
+BENCH_ARGS ?=
+.PHONY: bench-multislot
+bench-multislot:
+	$(CARGO) run --release -q -p ccid-sim -- bench-multislot $(BENCH_ARGS)
+# --- end of bench-multislot ---

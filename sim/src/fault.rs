@@ -34,6 +34,17 @@ pub enum Fault {
     /// The answer carries this bSlot (use a value ≥ the slot count for an
     /// impossible slot).
     WrongSlot(u8),
+    /// A copy of the answer readdressed to bSlot `slot` (unchanged when
+    /// `None`; a value ≥ the slot count for an impossible slot) with bSeq +
+    /// `seq_delta` arrives just before the intact answer.
+    StrayCopy {
+        /// bSlot of the copy.
+        slot: Option<u8>,
+        /// Added to bSeq in the copy.
+        seq_delta: u8,
+    },
+    /// The intact answer arrives twice.
+    Duplicate,
     /// The answer is cut to this many bytes (fewer than 10: no header).
     ShortFrame(usize),
     /// The answer's dwLength claims this many bytes more than it carries.

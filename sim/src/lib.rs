@@ -10,6 +10,7 @@
 //! * [`gadget`]: a virtual reader presented as a real USB device.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod card;
 pub mod cli;
 pub mod coverage;

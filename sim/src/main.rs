@@ -8,7 +8,8 @@ commands:
   coverage DIR       check the reader model against every dump in DIR
   session ...        open, power, negotiate and exchange APDUs through the driver (session -h)
   replay ...         replay recorded traces through the driver (replay -h)
-  gadget ...         present virtual readers as USB devices (gadget -h)";
+  gadget ...         present virtual readers as USB devices (gadget -h)
+  bench-multislot .. aggregate APDU/s of multi-slot readers through the IFDH functions (bench-multislot -h)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +20,7 @@ fn main() {
         // --- replay subcommand (ccid_sim::replay) ---
         Some("replay") => ccid_sim::replay::cli(rest),
         // --- end of replay subcommand ---
+        Some("bench-multislot") => ccid_sim::bench::cli(rest),
         Some("session") => ccid_sim::session::cli(rest),
         Some("gadget") => ccid_sim::gadget::cli::run(rest, &ccid_sim::cli::gadget_reader),
         Some("-h" | "--help" | "help") => {

@@ -571,6 +571,8 @@ extern "C" fn IFDHSleep(Lun: DWORD, timeout: c_int) -> RESPONSECODE {
     })
 }
 
+pub mod caller;
+
 #[cfg(test)]
 mod tests;
 

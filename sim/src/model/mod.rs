@@ -948,6 +948,24 @@ impl VirtualReader {
                 _ => {}
             }
         }
+        let mut copies = Vec::new();
+        let mut duplicate = false;
+        for f in faults {
+            match *f {
+                Fault::StrayCopy { slot, seq_delta } => {
+                    let mut c = bytes.clone();
+                    if let (Some(b), Some(s)) = (c.get_mut(5), slot) {
+                        *b = s;
+                    }
+                    if let Some(b) = c.get_mut(6) {
+                        *b = b.wrapping_add(seq_delta);
+                    }
+                    copies.push(c);
+                }
+                Fault::Duplicate => duplicate = true,
+                _ => {}
+            }
+        }
         if silent {
             return;
         }
@@ -997,8 +1015,14 @@ impl VirtualReader {
                 self.push_frame(ready, extension(mult), None, zlp);
             }
         }
+        for c in copies {
+            self.push_frame(ready, c, None, zlp);
+        }
         if stall {
             self.push(ready, Item::Stall, Some(id));
+        } else if duplicate {
+            self.push_frame(ready, bytes.clone(), Some(id), zlp);
+            self.push_frame(ready, bytes, None, zlp);
         } else {
             self.push_frame(ready, bytes, Some(id), zlp);
         }
