@@ -30,16 +30,21 @@ impl CardControl for Cards {
     }
 }
 
-fn find(ctx: &rusb::Context) -> Option<rusb::Device<rusb::Context>> {
+/// VID, PID and serial of the device a test looks for.
+type Id = (u16, u16, &'static str);
+
+const DOUBLE: Id = (0x1209, 0x2702, SERIAL);
+
+fn find(ctx: &rusb::Context, id: Id) -> Option<rusb::Device<rusb::Context>> {
     for d in ctx.devices().ok()?.iter() {
         let Ok(desc) = d.device_descriptor() else {
             continue;
         };
-        if (desc.vendor_id(), desc.product_id()) != (0x1209, 0x2702) {
+        if (desc.vendor_id(), desc.product_id()) != (id.0, id.1) {
             continue;
         }
         let Ok(h) = d.open() else { continue };
-        if h.read_serial_number_string_ascii(&desc).ok().as_deref() == Some(SERIAL) {
+        if h.read_serial_number_string_ascii(&desc).ok().as_deref() == Some(id.2) {
             return Some(d);
         }
     }
@@ -48,12 +53,13 @@ fn find(ctx: &rusb::Context) -> Option<rusb::Device<rusb::Context>> {
 
 fn wait_for(
     ctx: &rusb::Context,
+    id: Id,
     present: bool,
     limit: Duration,
 ) -> Option<rusb::Device<rusb::Context>> {
     let deadline = Instant::now() + limit;
     loop {
-        let d = find(ctx);
+        let d = find(ctx, id);
         if d.is_some() == present {
             return d;
         }
@@ -126,6 +132,27 @@ impl Host {
     }
 }
 
+/// Gadget settings on the UDC named by `CCID_SIM_GADGET_UDC`; `None` (and
+/// a printed reason) when it is not set.
+fn options(name: &str, serial: &str) -> Option<GadgetOptions> {
+    let Ok(udc) = std::env::var("CCID_SIM_GADGET_UDC") else {
+        println!(
+            "SKIP: set CCID_SIM_GADGET_UDC=dummy_udc.N (root; dummy_hcd, libcomposite and \
+             usb_f_fs loaded; configfs mounted) to run the kernel test"
+        );
+        return None;
+    };
+    let mount = std::env::var("CCID_SIM_GADGET_MOUNT_DIR").unwrap_or_else(|_| "/dev".into());
+    Some(GadgetOptions {
+        name: name.into(),
+        udc,
+        serial: serial.into(),
+        mount_base: PathBuf::from(mount),
+        interrupt_packet_size: None,
+        verbose: false,
+    })
+}
+
 fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -133,23 +160,10 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn one_slot_reader_through_configfs_functionfs_and_dummy_hcd() {
-    let Ok(udc) = std::env::var("CCID_SIM_GADGET_UDC") else {
-        println!(
-            "SKIP: set CCID_SIM_GADGET_UDC=dummy_udc.N (root; dummy_hcd, libcomposite and \
-             usb_f_fs loaded; configfs mounted) to run the kernel test"
-        );
+    let Some(opts) = options(NAME, SERIAL) else {
         return;
     };
     let reader = OneSlotReader::new();
-    let mount = std::env::var("CCID_SIM_GADGET_MOUNT_DIR").unwrap_or_else(|_| "/dev".into());
-    let opts = GadgetOptions {
-        name: NAME.into(),
-        udc,
-        serial: SERIAL.into(),
-        mount_base: PathBuf::from(mount),
-        interrupt_packet_size: None,
-        verbose: false,
-    };
     let t = Instant::now();
     let mut g = Gadget::create(
         VirtualReader {
@@ -162,14 +176,14 @@ fn one_slot_reader_through_configfs_functionfs_and_dummy_hcd() {
     println!("set up in {} ms", t.elapsed().as_millis());
     let ctx = rusb::Context::new().expect("libusb");
     assert!(
-        find(&ctx).is_none(),
+        find(&ctx, DOUBLE).is_none(),
         "a device with the test serial is already there"
     );
 
     // --- plug: enumeration and descriptors ------------------------------------------
     let t = Instant::now();
     g.plug().expect("bind");
-    let dev = wait_for(&ctx, true, Duration::from_secs(10)).unwrap();
+    let dev = wait_for(&ctx, DOUBLE, true, Duration::from_secs(10)).unwrap();
     println!("TIMING plug_to_libusb {} ms", t.elapsed().as_millis());
     let desc = dev.device_descriptor().unwrap();
     assert_eq!(desc.device_version(), rusb::Version(0, 0, 0));
@@ -270,11 +284,11 @@ fn one_slot_reader_through_configfs_functionfs_and_dummy_hcd() {
     for cycle in 0..3 {
         let t = Instant::now();
         g.unplug().expect("unbind");
-        wait_for(&ctx, false, Duration::from_secs(10));
+        wait_for(&ctx, DOUBLE, false, Duration::from_secs(10));
         let gone = t.elapsed();
         let t = Instant::now();
         g.plug().expect("bind again");
-        let dev = wait_for(&ctx, true, Duration::from_secs(10)).unwrap();
+        let dev = wait_for(&ctx, DOUBLE, true, Duration::from_secs(10)).unwrap();
         let back = t.elapsed();
         let mut host = Host::open(&dev);
         assert_eq!(host.exchange(0x62, &[]).data, ATR, "cycle {cycle}");
@@ -289,9 +303,89 @@ fn one_slot_reader_through_configfs_functionfs_and_dummy_hcd() {
     // --- teardown -----------------------------------------------------------------------------
     println!("{}", g.stats());
     g.close().expect("clean teardown");
-    wait_for(&ctx, false, Duration::from_secs(10));
+    wait_for(&ctx, DOUBLE, false, Duration::from_secs(10));
     assert!(!Path::new("/sys/kernel/config/usb_gadget")
         .join(NAME)
         .exists());
     assert!(!opts.mount_base.join(format!("ffs-{NAME}")).exists());
+}
+
+/// The simulator's reader model behind the gadget, built from a real
+/// reader's dump (Alcor AU9520: one clock frequency, 53 data rates): the
+/// class requests the driver sends at open reach the model through ep0,
+/// and its answers are the dump's lists.
+#[test]
+fn dump_reader_answers_class_requests_through_the_kernel() {
+    const SERIAL2: &str = "ccid-sim-kernel-test-au9520";
+    let Some(opts) = options("ccidsimtest2", SERIAL2) else {
+        return;
+    };
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ccid-data/readers");
+    let dump = data.join("AU9520.txt");
+    let Ok(text) = std::fs::read_to_string(&dump) else {
+        println!("SKIP: {} not found", dump.display());
+        return;
+    };
+    let parsed = ccid::dump::parse(&text, "AU9520.txt").expect("the dump parses");
+    let (dev, iface) = ccid::dump::ccid_interfaces(&parsed)
+        .into_iter()
+        .next()
+        .expect("a CCID interface");
+    let id: Id = (dev.vendor_id, dev.product_id, SERIAL2);
+    let spec = ccid_sim::gadget::cli::ReaderSpec {
+        descriptor: dump.clone(),
+        interface: 0,
+        atr: None,
+        index: 0,
+        serial: SERIAL2.into(),
+    };
+    let reader = ccid_sim::cli::gadget_reader(&spec).expect("reader built from the dump");
+    let mut g = Gadget::create(reader, &opts).expect("gadget set up");
+    let ctx = rusb::Context::new().expect("libusb");
+    g.plug().expect("bind");
+    let usb = wait_for(&ctx, id, true, Duration::from_secs(10)).unwrap();
+    let desc = usb.device_descriptor().unwrap();
+    assert_eq!(desc.device_version().0, (dev.bcd_device >> 8) as u8);
+    let mut host = Host::open(&usb);
+
+    let mut buf = vec![0u8; 4 * 64];
+    let n = host
+        .h
+        .read_control(
+            0xA1,
+            0x02,
+            0,
+            0,
+            &mut buf[..4 * iface.clock_frequencies.len()],
+            IO,
+        )
+        .expect("GET_CLOCK_FREQUENCIES");
+    let clocks: Vec<u32> = buf[..n]
+        .chunks(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(clocks, iface.clock_frequencies);
+    let n = host
+        .h
+        .read_control(0xA1, 0x03, 0, 0, &mut buf[..4 * iface.data_rates.len()], IO)
+        .expect("GET_DATA_RATES");
+    let rates: Vec<u32> = buf[..n]
+        .chunks(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(rates, iface.data_rates);
+    println!(
+        "{} clock frequencies and {} data rates over ep0",
+        clocks.len(),
+        rates.len()
+    );
+    // and the bulk pipe reaches the model's slot
+    let r = host.exchange(0x65, &[]);
+    assert_eq!(r.message_type.0, 0x81);
+    let r = host.exchange(0x62, &[]);
+    assert_eq!(r.message_type.0, 0x80);
+    assert_eq!(r.data.first(), Some(&0x3B), "an ATR");
+    drop(host);
+    g.close().expect("clean teardown");
+    wait_for(&ctx, id, false, Duration::from_secs(10));
 }

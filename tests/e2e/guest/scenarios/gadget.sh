@@ -158,9 +158,9 @@ sc_gadget_prepare() {
             fail kernel_bridge "no $GD_BIN/gadget_kernel (run tests/gadget/run.sh)"
         elif step kernel_test 120 env CCID_SIM_GADGET_UDC=$GD_KTEST_UDC RUST_BACKTRACE=1 \
             "$GD_BIN/gadget_kernel" --nocapture --test-threads=1 &&
-            grep -q '^test result: ok. 1 passed' "$DOUT/kernel_test.txt" &&
+            grep -q '^test result: ok. 2 passed' "$DOUT/kernel_test.txt" &&
             ! grep -q '^SKIP' "$DOUT/kernel_test.txt"; then
-            pass kernel_bridge "$(grep -c '^cycle' "$DOUT/kernel_test.txt") replug cycles"
+            pass kernel_bridge "2 tests: $(grep -c "^cycle" "$DOUT/kernel_test.txt") replug cycles, $(grep -o "[0-9]* data rates" "$DOUT/kernel_test.txt") from the dump"
             forward_timing kernel_test plug_to_libusb gadget_plug_to_libusb
             forward_timing kernel_test bulk_rtt_median gadget_bulk_rtt_median
         else
