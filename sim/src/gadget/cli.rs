@@ -28,8 +28,9 @@ options:
   --udc-base K         first UDC index (default 0)
   --serial-prefix S    serial numbers are S<udc index> (default ccid-sim-)
   --atr HEX            the ATR of the virtual cards
-  --int-mps N          interrupt wMaxPacketSize (default: the smallest of
-                       8/16/32/64 larger than every notification)
+  --int-mps N          interrupt wMaxPacketSize, 1 to 64 (default: the smallest
+                       of 8/16/32/64 larger than every notification; a smaller
+                       one reproduces lost notifications on purpose)
   --mount-dir DIR      where the FunctionFS instances are mounted (default /dev)
   --ctl FIFO           read control words from FIFO (created when missing)
   --ready-file F       written once every reader is set up and bound

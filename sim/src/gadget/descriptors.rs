@@ -58,13 +58,11 @@ pub enum DescriptorError {
     /// The class descriptor's bDescriptorType is neither 0x21 nor the 0xFF
     /// some proprietary readers use.
     ClassDescriptorType(u8),
-    /// The interrupt wMaxPacketSize must exceed the largest notification.
-    InterruptPacketSize {
-        /// The value asked for.
-        requested: u16,
-        /// The largest notification of this reader, in bytes.
-        notification: usize,
-    },
+    /// An interrupt wMaxPacketSize outside 1..=64 was asked for.
+    InterruptPacketSize(u16),
+    /// No interrupt wMaxPacketSize up to 64 exceeds the largest
+    /// notification (bytes) of a reader with this many slots.
+    NotificationTooLarge(usize),
     /// A string is too long or holds a NUL byte.
     BadString(String),
 }
@@ -86,13 +84,13 @@ impl std::fmt::Display for DescriptorError {
             DescriptorError::ClassDescriptorType(t) => {
                 write!(f, "class descriptor type {t:#04x} (expected 0x21)")
             }
-            DescriptorError::InterruptPacketSize {
-                requested,
-                notification,
-            } => write!(
+            DescriptorError::InterruptPacketSize(m) => {
+                write!(f, "interrupt wMaxPacketSize {m}: must be 1 to 64")
+            }
+            DescriptorError::NotificationTooLarge(n) => write!(
                 f,
-                "interrupt wMaxPacketSize {requested} must be larger than the {notification}-byte \
-                 notification (a full packet leaves the host's transfer open) and at most 64"
+                "the {n}-byte slot-change notification fills every interrupt packet up to 64 \
+                 bytes (a full packet leaves the host's transfer open)"
             ),
             DescriptorError::BadString(s) => write!(f, "unusable USB string {s:?}"),
         }
@@ -139,7 +137,10 @@ pub fn interrupt_packet_size_for(slots: usize) -> u16 {
 
 impl FunctionLayout {
     /// The layout presenting the interface described by `info`.
-    /// `interrupt_packet_size` overrides the computed interrupt wMaxPacketSize.
+    /// `interrupt_packet_size` overrides the computed interrupt
+    /// wMaxPacketSize; any value of 1 to 64 is taken, even one that
+    /// notifications fill (to reproduce what that does to a host, see
+    /// [`FunctionLayout::notifications_fill_packets`]).
     pub fn from_info(
         info: &UsbInfo,
         interrupt_packet_size: Option<u16>,
@@ -162,13 +163,17 @@ impl FunctionLayout {
         // bMaxSlotIndex is byte 4 of the class descriptor
         let slots = usize::from(class_descriptor.get(4).copied().unwrap_or(0)) + 1;
         let notification = largest_notification(slots);
-        let int_mps = interrupt_packet_size.unwrap_or_else(|| interrupt_packet_size_for(slots));
-        if usize::from(int_mps) <= notification || int_mps > 64 {
-            return Err(DescriptorError::InterruptPacketSize {
-                requested: int_mps,
-                notification,
-            });
-        }
+        let int_mps = match interrupt_packet_size {
+            Some(m) if (1..=64).contains(&m) => m,
+            Some(m) => return Err(DescriptorError::InterruptPacketSize(m)),
+            None => {
+                let m = interrupt_packet_size_for(slots);
+                if usize::from(m) <= notification {
+                    return Err(DescriptorError::NotificationTooLarge(notification));
+                }
+                m
+            }
+        };
         let mut endpoints = Vec::new();
         if info.interface_protocol == 0 {
             endpoints.push(EndpointKind::BulkOut);
@@ -191,6 +196,15 @@ impl FunctionLayout {
             interrupt_packet_size: int_mps,
             interface_name,
         })
+    }
+
+    /// Whether a notification can fill a whole interrupt packet, which
+    /// leaves the host's interrupt transfer open until the next one (only
+    /// with an explicit, too small wMaxPacketSize).
+    pub fn notifications_fill_packets(&self) -> bool {
+        let slots = usize::from(self.class_descriptor.get(4).copied().unwrap_or(0)) + 1;
+        self.endpoints.contains(&EndpointKind::Interrupt)
+            && usize::from(self.interrupt_packet_size) <= largest_notification(slots)
     }
 
     /// The file index (1 for `ep1`) of the first endpoint of `kind`.
@@ -357,22 +371,37 @@ mod tests {
         assert_eq!(largest_notification(16), 5);
         assert_eq!(interrupt_packet_size_for(1), 8);
         assert_eq!(interrupt_packet_size_for(8), 8);
-        assert_eq!(interrupt_packet_size_for(28), 16); // 1 + 7 = 8 bytes: a full 8-byte packet
-                                                       // 256 slots need 65 bytes: no full-speed interrupt packet is large enough
+        // 28 slots: 1 + 7 = 8 bytes would fill an 8-byte packet
+        assert_eq!(interrupt_packet_size_for(28), 16);
+        // 256 slots need 65 bytes: no full-speed interrupt packet is larger
         assert_eq!(interrupt_packet_size_for(256), 64);
         let mut i = info();
         let mut d = CcidDescriptor::example();
         d.bMaxSlotIndex = 7;
         i.ccid_descriptor = d.to_bytes().to_vec();
-        let err = FunctionLayout::from_info(&i, Some(4)).unwrap_err();
-        assert!(matches!(
-            err,
-            DescriptorError::InterruptPacketSize {
-                requested: 4,
-                notification: 4
-            }
-        ));
-        assert!(FunctionLayout::from_info(&i, Some(128)).is_err());
+        let l = FunctionLayout::from_info(&i, None).unwrap();
+        assert_eq!(l.interrupt_packet_size, 8);
+        assert!(!l.notifications_fill_packets());
+        // an explicit small size is taken (a regression case for hosts)
+        let l = FunctionLayout::from_info(&i, Some(2)).unwrap();
+        assert_eq!(l.interrupt_packet_size, 2);
+        assert!(l.notifications_fill_packets());
+        assert_eq!(
+            FunctionLayout::from_info(&i, Some(0)),
+            Err(DescriptorError::InterruptPacketSize(0))
+        );
+        assert_eq!(
+            FunctionLayout::from_info(&i, Some(128)),
+            Err(DescriptorError::InterruptPacketSize(128))
+        );
+        d.bMaxSlotIndex = 255;
+        i.ccid_descriptor = d.to_bytes().to_vec();
+        assert_eq!(
+            FunctionLayout::from_info(&i, None),
+            Err(DescriptorError::NotificationTooLarge(65))
+        );
+        d.bMaxSlotIndex = 7;
+        i.ccid_descriptor = d.to_bytes().to_vec();
         assert_eq!(
             FunctionLayout::from_info(&i, Some(16))
                 .unwrap()

@@ -138,6 +138,14 @@ impl Gadget {
     pub fn create(reader: VirtualReader, opts: &GadgetOptions) -> Result<Gadget, GadgetError> {
         let info = reader.transport.info().clone();
         let layout = FunctionLayout::from_info(&info, opts.interrupt_packet_size)?;
+        if layout.notifications_fill_packets() {
+            eprintln!(
+                "[ccid-sim gadget {}] warning: interrupt wMaxPacketSize {} is filled by a \
+                 notification: a host reading a larger buffer keeps its transfer open until \
+                 the next notification",
+                opts.name, layout.interrupt_packet_size
+            );
+        }
         configfs::check_available()?;
         configfs::check_udc(&opts.udc)?;
         let paths = GadgetPaths::new(&opts.name, &opts.mount_base);
