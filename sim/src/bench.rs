@@ -453,15 +453,34 @@ pub fn cli(args: &[String]) -> i32 {
             }
         }
     }
-    let Some(one) = rows
+    // The one-slot rate is the baseline of every ratio: measured again
+    // after the other cases, the better of the two runs (other load on
+    // the machine only ever slows a run down).
+    let Some(first) = rows
         .iter()
         .find(|r| r.case.readers == 1 && r.case.active == 1)
-        .map(Row::rate)
+        .cloned()
     else {
         eprintln!("bench-multislot: no one-slot case");
         return 1;
     };
+    let again = match run_case(&first.case, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench-multislot: {}: {e}", first.case.label);
+            return 1;
+        }
+    };
+    println!(
+        "one slot: {:.0} and {:.0} APDU/s (first and last run; the better is the baseline)",
+        first.rate(),
+        again.rate()
+    );
+    let one = first.rate().max(again.rate());
     print!("{}", table(&rows, one));
+    // No more than `lim` cards working at once: at most lim / card time.
+    let card_s = opts.card_time.as_secs_f64();
+    let within = |rate: f64, lim: f64| card_s == 0.0 || rate <= lim / card_s * 1.02;
     let mut ok = true;
     let mut target = |what: String, met: bool| {
         println!("target {}: {what}", if met { "met" } else { "MISSED" });
@@ -496,10 +515,10 @@ pub fn cli(args: &[String]) -> i32 {
             let lib = ratio / libccid_factor(c);
             target(
                 format!(
-                    "{} ({} slots, busy {}): {ratio:.2}x one slot, {lib:.2}x libccid; limit {lim} obeyed: {} 'slot busy' answers",
+                    "{} ({} slots, busy {}): {ratio:.2}x one slot, {lib:.2}x libccid; limit {lim} obeyed: {} 'slot busy' answers, rate <= {lim} / card time",
                     c.label, c.slots, c.busy, r.busy_answers
                 ),
-                ratio <= lim * 1.05 + 0.05 && r.busy_answers == 0 && (c.busy < 2 || lib >= 1.8),
+                within(r.rate(), lim) && r.busy_answers == 0 && (c.busy < 2 || lib >= 1.8),
             );
         }
         if c.readers > 1 {
