@@ -45,8 +45,12 @@ fn strays(slot: u8) -> Vec<Fault> {
         }],
         4 => vec![Fault::Duplicate],
         5 => vec![Fault::StrayZlp],
+        // A wrong bSeq on the slot's own answer. (A copy readdressed to
+        // another slot *and* given another bSeq can carry exactly the header
+        // of that slot's pending answer: a forgery no host can tell from the
+        // real answer, so it is not injected.)
         6 => vec![Fault::StrayCopy {
-            slot: Some(7),
+            slot: None,
             seq_delta: 128,
         }],
         _ => vec![Fault::Duplicate, Fault::StrayZlp],

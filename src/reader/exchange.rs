@@ -181,8 +181,22 @@ impl Exchanger {
                 e => e,
             });
         }
+        // bSeq unique among the commands in flight on this device: a stray
+        // or late frame can then never carry the header of another slot's
+        // pending answer.
+        let seq = {
+            let mut st = self.lock();
+            let mut s = seq;
+            for _ in 0..=u8::MAX {
+                if !st.waiters.keys().any(|(_, q)| *q == s) {
+                    break;
+                }
+                s = self.next_seq();
+            }
+            st.waiters.insert((slot, s), Waiter::default());
+            s
+        };
         let frame = cmd.encode(slot, seq);
-        self.lock().waiters.insert((slot, seq), Waiter::default());
         let result = self.exchange_registered(slot, seq, cmd, &frame, limits);
         self.lock().waiters.remove(&(slot, seq));
         result

@@ -443,3 +443,39 @@ fn interfaces_of_a_deadlocking_composite_device_take_turns() {
     }
     assert_eq!(MAX.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn sequence_numbers_are_unique_among_commands_in_flight() {
+    // 8 slots, each waiting a long time for its answer while others cycle
+    // through many commands: no two pending commands ever share a bSeq.
+    let mut desc = CcidDescriptor::example();
+    desc.bMaxSlotIndex = 7;
+    desc.bMaxCCIDBusySlots = 8;
+    let seen: Arc<std::sync::Mutex<Vec<(u8, u8)>>> = Arc::default();
+    let s2 = seen.clone();
+    let t = Arc::new(Scripted::new(desc, move |cmd| {
+        let h = Header::parse(cmd).unwrap();
+        s2.lock().unwrap().push((h.slot, h.seq));
+        if h.slot == 0 {
+            vec![] // slot 0 never answers: its bSeq stays in flight
+        } else {
+            vec![answer(cmd, MessageType::RDR_TO_PC_SLOT_STATUS, 0, 0, &[])]
+        }
+    }));
+    let ex = Arc::new(Exchanger::new(t, 8, 0));
+    let ex0 = ex.clone();
+    let pending =
+        std::thread::spawn(move || ex0.exchange(0, &Command::GetSlotStatus, limits(1500)));
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..600 {
+        ex.exchange(1, &Command::GetSlotStatus, limits(500))
+            .unwrap();
+    }
+    assert!(pending.join().unwrap().is_err());
+    let seen = seen.lock().unwrap();
+    let slot0_seq = seen.iter().find(|(s, _)| *s == 0).unwrap().1;
+    assert!(seen
+        .iter()
+        .filter(|(s, _)| *s == 1)
+        .all(|(_, q)| *q != slot0_seq));
+}
