@@ -14,11 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let env = String::from_utf8_lossy(env).into_owned();
     let text = String::from_utf8_lossy(text);
     let _ = parse_number(&env);
-    if let Ok(pairs) = parse_plist(&text) {
-        for (k, _) in &pairs {
-            assert!(!k.contains('<'), "key {k:?} kept markup");
-        }
-    }
+    // Keys may hold any character once entities are decoded (`&lt;`); the
+    // reader must simply not fail differently on the same text twice.
+    let first = parse_plist(&text);
+    assert_eq!(first, parse_plist(&text));
     let lookup = |name: &str| name.starts_with("LIBCCID_").then(|| env.clone());
     let (cfg, _warnings) = Config::from_plist(&text, &lookup);
     let _ = (cfg.power_voltage(), cfg.timeout_cap_ms());
