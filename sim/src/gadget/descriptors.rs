@@ -114,8 +114,9 @@ pub struct FunctionLayout {
     pub endpoints: Vec<EndpointKind>,
     /// wMaxPacketSize of the interrupt endpoint (both speeds).
     pub interrupt_packet_size: u16,
-    /// The interface string (iInterface).
-    pub interface_name: String,
+    /// The interface string (iInterface); `None`: iInterface 0, as on
+    /// readers that have none.
+    pub interface_name: Option<String>,
 }
 
 /// Size of the largest interrupt message a reader with `slots` slots sends:
@@ -182,11 +183,7 @@ impl FunctionLayout {
         if info.has_interrupt {
             endpoints.push(EndpointKind::Interrupt);
         }
-        let interface_name = info
-            .interface_name
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "CCID Interface".to_string());
+        let interface_name = info.interface_name.clone().filter(|s| !s.is_empty());
         Ok(FunctionLayout {
             interface_class: info.interface_class,
             interface_subclass: 0,
@@ -225,7 +222,8 @@ impl FunctionLayout {
             self.interface_class,
             self.interface_subclass,
             self.interface_protocol,
-            1, // iInterface: the first string of the table
+            // iInterface: the first string of the table, or none
+            u8::from(self.interface_name.is_some()),
         ];
         out.extend_from_slice(&self.class_descriptor);
         let bulk = if high_speed {
@@ -278,14 +276,26 @@ impl FunctionLayout {
         out
     }
 
-    /// The string blob: the interface name, in US English.
+    /// The string blob: the interface name in US English, or an empty
+    /// table.
     pub fn strings_blob(&self) -> Result<Vec<u8>, DescriptorError> {
-        strings_blob(&[self.interface_name.as_str()])
+        match &self.interface_name {
+            Some(name) => strings_blob(&[name.as_str()]),
+            None => strings_blob(&[]),
+        }
     }
 }
 
-/// A FunctionFS string table with one language (US English).
+/// A FunctionFS string table with one language (US English); no strings
+/// give a table with no language either.
 pub fn strings_blob(strings: &[&str]) -> Result<Vec<u8>, DescriptorError> {
+    if strings.is_empty() {
+        let mut out = Vec::with_capacity(16);
+        for v in [STRINGS_MAGIC, 16, 0, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        return Ok(out);
+    }
     let mut body = Vec::new();
     body.extend_from_slice(&LANG_EN_US.to_le_bytes());
     for s in strings {
@@ -461,10 +471,19 @@ mod tests {
     }
 
     #[test]
-    fn default_interface_name() {
+    fn reader_without_interface_string() {
         let mut i = info();
         i.interface_name = None;
         let l = FunctionLayout::from_info(&i, None).unwrap();
-        assert_eq!(l.interface_name, "CCID Interface");
+        assert_eq!(l.interface_name, None);
+        let blob = l.descriptors_blob();
+        // iInterface (byte 8 of the interface descriptor) is 0 at both speeds
+        assert_eq!(blob[20 + 8], 0);
+        let hs = 20 + (blob.len() - 20) / 2;
+        assert_eq!(blob[hs + 8], 0);
+        assert_eq!(
+            l.strings_blob().unwrap(),
+            hex("02000000 10000000 00000000 00000000")
+        );
     }
 }

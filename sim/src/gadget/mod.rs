@@ -149,7 +149,10 @@ impl Gadget {
         configfs::check_available()?;
         configfs::check_udc(&opts.udc)?;
         let paths = GadgetPaths::new(&opts.name, &opts.mount_base);
-        let config_name = layout.interface_name.clone();
+        let config_name = layout
+            .interface_name
+            .clone()
+            .unwrap_or_else(|| "CCID".to_string());
         configfs::create(&paths, &identity(&info, &opts.serial), &config_name)?;
         let timing = Arc::new(Mutex::new(PlugTiming::default()));
         let mut gadget = Gadget {

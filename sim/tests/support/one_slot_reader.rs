@@ -41,6 +41,7 @@ impl OneSlotReader {
                 product_id: 0x2702,
                 interface_class: 0x0B,
                 has_interrupt: true,
+                interface_name: Some("CCID Interface".into()),
                 num_endpoints: 3,
                 ccid_descriptor: ccid::proto::descriptor::CcidDescriptor::example()
                     .to_bytes()
