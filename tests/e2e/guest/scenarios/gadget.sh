@@ -36,7 +36,7 @@ GD_B="(GB-"   # the SIMBANK's, GB-2 .. GB-13
 # the ISO 7816-4 test application of ccid-sim's cards
 GD_SELECT=00A4040008F045324543434944
 GD_SELECT_BAD=00A4040008F045324543434945
-GD_CHECKS_SINGLE=(single_visible usb_descriptor pcsc_scan_lists atr_and_protocol apdus extended_apdus apdu_bench
+GD_CHECKS_SINGLE=(single_visible usb_descriptor pcsc_scan_lists atr_and_protocol apdus extended_apdus zlp_sent apdu_bench
     card_removed card_inserted apdu_after_card_insert replug_cycles apdu_after_replug)
 GD_CHECKS_OCTSIM=(octsim_visible octsim_all_slots octsim_slot3_removed octsim_slot3_inserted octsim_slot_states
     two_readers_at_once)
@@ -234,6 +234,14 @@ gd_run_single() {
         pass extended_apdus "ECHO 500 and 1000 bytes, GET DATA 1000 bytes"
     else
         fail extended_apdus "$(tail -1 "$DOUT/extended.txt")"
+    fi
+    # the 512-byte answer to ECHO 500 ended with a zero-length packet
+    gd_ctl single stats
+    sleep 1
+    if grep -q 'ccidsim0 plugged .* zlp [1-9]' "$DOUT/sim-single.log"; then
+        pass zlp_sent "$(grep -o 'responses [0-9]* zlp [0-9]*' "$DOUT/sim-single.log" | tail -1)"
+    else
+        fail zlp_sent "$(grep 'ccidsim0 plugged' "$DOUT/sim-single.log" | tail -1)"
     fi
     if step bench 120 "$CLIENT" bench $r "$m" --count "$E2E_BENCH_N" "$GD_SELECT=9000" &&
         [ -n "$(record bench COUNT)" ]; then
