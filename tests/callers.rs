@@ -323,7 +323,6 @@ fn assert_all_refused(lun: DWORD) {
     assert_eq!(len, 0);
     let mut one = [1u8];
     assert_eq!(set_cap(lun, 0x0FB4, 1, one.as_mut_ptr()), NO_DEVICE);
-    // SAFETY: no pointers.
     assert_eq!(
         ffi::IFDHSetProtocolParameters(lun, 1, 0, 0, 0, 0),
         NO_DEVICE
@@ -378,10 +377,8 @@ fn luns_never_opened_are_refused() {
 #[test]
 fn create_channel_rejects_bad_names_and_reused_luns() {
     // SAFETY: a null name is checked before use.
-    assert_eq!(
-        unsafe { ffi::IFDHCreateChannelByName(0x0010_0000, std::ptr::null_mut()) },
-        COMM
-    );
+    let rc = unsafe { ffi::IFDHCreateChannelByName(0x0010_0000, std::ptr::null_mut()) };
+    assert_eq!(rc, COMM);
     assert_eq!(create(0x0010_0000, "usb:ffff/ffff:not-plugged"), NO_DEVICE);
     assert_eq!(create(0x0010_0000, ""), NO_DEVICE);
     assert_eq!(create(0x0010_0000, &"x".repeat(100_000)), NO_DEVICE);
@@ -668,7 +665,6 @@ fn zero_and_huge_lengths() {
         (1, 0xFF),
         (2, 0x07),
     ] {
-        // SAFETY: no pointers.
         let r = ffi::IFDHSetProtocolParameters(lun, p, f, 0xFF, 0xFF, 0xFF);
         assert!(
             r != 612 || p == 1 || p == 2,

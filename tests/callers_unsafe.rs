@@ -125,9 +125,7 @@ fn count(src: &str) -> Count {
                 }
             } else if next.starts_with("fn") || next.starts_with("extern") {
                 c.fns += 1;
-            } else if next.starts_with("impl") {
-                c.impls += 1;
-            } else if next.starts_with("trait") {
+            } else if next.starts_with("impl") || next.starts_with("trait") {
                 c.impls += 1;
             }
         }
