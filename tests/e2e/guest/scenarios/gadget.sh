@@ -25,6 +25,7 @@ GD_NUM=15
 GD_KTEST_UDC=dummy_udc.14
 GD_KERNEL_READY=
 GD_KTEST_DONE=0
+GD_HOTPLUG_STUCK=0 # pcscd's hotplug thread never finished removing a reader
 GD_DIR=/run/e2e/gadget
 GD_SINGLE_DUMP=Yubico_Yubikey_4_CCID.txt
 GD_SINGLE_ID=1050:0404
@@ -39,7 +40,7 @@ GD_SELECT_BAD=00A4040008F045324543434945
 GD_CHECKS_SINGLE=(single_visible usb_descriptor pcsc_scan_lists atr_and_protocol apdus extended_apdus zlp_sent apdu_bench
     card_removed card_inserted apdu_after_card_insert replug_cycles apdu_after_replug)
 GD_CHECKS_OCTSIM=(octsim_visible octsim_all_slots octsim_slot3_removed octsim_slot3_inserted octsim_slot_states
-    two_readers_at_once)
+    octsim_unplugged two_readers_at_once)
 declare -A GD_PID=()
 
 gd_settings() {
@@ -148,6 +149,7 @@ gd_slot() { gd_names "$1" | awk -v s="$(printf '%02d' "$2")" '$NF == s { print; 
 
 sc_gadget_prepare() {
     gd_settings
+    GD_HOTPLUG_STUCK=0
     mkdir -p "$GD_DIR"
     gd_kernel || return
     if [ "$GD_KTEST_DONE" = 0 ]; then
@@ -295,6 +297,28 @@ gd_run_single() {
     fi
 }
 
+# gd_octsim_unplugged CHECK: unplugs the sysmoOCTSIM and reports CHECK on
+# its 8 readers going away. Debian's libccid 1.5.2 sometimes never finishes
+# removing a multi-slot reader (its Multi_ReadProc keeps retrying a gone
+# device while the slot threads wait): reported as SKIP for drivers not in
+# E2E_QUIET_DRIVERS, FAIL for ours. Returns 1 when readers are left.
+gd_octsim_unplugged() {
+    local left
+    gd_ctl octsim unplug
+    if gd_wait_count "$GD_O" 0 30 >/dev/null; then
+        pass "$1" "8 readers gone"
+        return 0
+    fi
+    left=$(gd_names "$GD_O" | grep -c .)
+    GD_HOTPLUG_STUCK=1
+    if [[ " $E2E_QUIET_DRIVERS " == *" $DRIVER "* ]]; then
+        fail "$1" "$left of 8 readers still listed 30 s after the unplug"
+    else
+        skip "$1" "$left of 8 readers still listed 30 s after the unplug: $DRIVER's multi-slot removal hangs"
+    fi
+    return 1
+}
+
 gd_run_octsim() {
     local ms name s ok bad states slot3
     # --- plug: 8 slots, 8 PC/SC readers, each with a card -----------------------------
@@ -348,8 +372,7 @@ gd_run_octsim() {
     fi
     # --- both readers unplugged, then plugged at the same instant ---------------------
     gd_ctl single unplug
-    gd_ctl octsim unplug
-    if gd_wait_count "$GD_S" 0 20 >/dev/null && gd_wait_count "$GD_O" 0 20 >/dev/null; then
+    if gd_octsim_unplugged octsim_unplugged && gd_wait_count "$GD_S" 0 20 >/dev/null; then
         local t0
         t0=$(date +%s%3N)
         gd_ctl single plug
@@ -362,8 +385,10 @@ gd_run_octsim() {
         else
             fail two_readers_at_once "$(gd_names "$GD_S" | grep -c .) + $(gd_names "$GD_O" | grep -c .) readers"
         fi
+    elif reported octsim_unplugged && [ "$(gd_names "$GD_O" | grep -c .)" != 0 ]; then
+        skip two_readers_at_once "the sysmoOCTSIM's readers did not go away"
     else
-        fail two_readers_at_once "the readers did not go away on unplug"
+        fail two_readers_at_once "the one-slot reader did not go away on unplug"
     fi
 }
 
@@ -372,9 +397,8 @@ gd_run_octsim() {
 # reader only whole, so it takes as many 8-slot readers as fit beside the
 # others and refuses the rest
 gd_run_simbank() {
-    local n others expected listed i tried rolled
-    gd_ctl octsim unplug
-    gd_wait_count "$GD_O" 0 30 >/dev/null
+    local n others expected listed i tried rolled stuck=0
+    gd_octsim_unplugged octsim_unplugged_again || stuck=1
     others=$(gd_names "" | grep -c .)
     expected=$(((16 - others) / 8 * 8))
     if ! gd_start simbank --descriptor "$GD_DATA/$GD_OCTSIM_DUMP" --count 12 --udc-base 2 --serial-prefix GB-; then
@@ -403,7 +427,9 @@ gd_run_simbank() {
     timing simbank_pcscd_settled $(((SECONDS - t0) * 1000))
     listed=$(gd_names "$GD_B" | grep -c .)
     gd_names "" >"$DOUT/simbank_readers.txt"
-    if [ "$listed" = "$expected" ] && [ "$expected" -gt 0 ] &&
+    if [ "$stuck" = 1 ] && [ "$tried" = 0 ]; then
+        skip simbank_readers "pcscd tried none of them: its hotplug thread is still removing the sysmoOCTSIM"
+    elif [ "$listed" = "$expected" ] && [ "$expected" -gt 0 ] &&
         step simbank_apdu 30 "$CLIENT" apdu --reader "$(gd_names "$GD_B" | tail -1)" "$GD_SELECT=9000"; then
         pass simbank_readers "$expected slots of the SIMBANK in pcscd beside $others other readers; $rolled of 12 refused (16 contexts)"
     else
@@ -423,9 +449,16 @@ gd_run_crash() {
     local pid=${GD_PID[single]} trig=$GD_DIR/crash.trigger
     rm -f "$trig"
     mkfifo "$trig"
-    # e2e-client writes the trigger once it has seen the reader; the kill follows at once
-    (read -r _ <"$trig" && kill -KILL "$pid") &
-    if step crash 30 "$CLIENT" wait-gone --reader "$GD_S" --trigger-file "$trig" --trigger-text kill \
+    if [ "$GD_HOTPLUG_STUCK" = 1 ]; then
+        kill -KILL "$pid"
+        skip crash_unplug "pcscd's hotplug thread is still removing the sysmoOCTSIM"
+    else
+        # e2e-client writes the trigger once it has seen the reader; the kill follows at once
+        (read -r _ <"$trig" && kill -KILL "$pid") &
+    fi
+    if [ "$GD_HOTPLUG_STUCK" = 1 ]; then
+        :
+    elif step crash 30 "$CLIENT" wait-gone --reader "$GD_S" --trigger-file "$trig" --trigger-text kill \
         --timeout 20; then
         pass crash_unplug "reader gone after kill -9 of its simulator"
         forward_timing crash reader_gone crash_to_reader_gone
