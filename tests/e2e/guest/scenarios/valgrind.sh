@@ -388,18 +388,18 @@ sc_valgrind_run() {
 }
 
 vg_report_leaks() {
-    local a=$DOUT/valgrind-analysis.txt v
+    local a=$DOUT/valgrind-analysis.txt
     if ! python3 /run/e2e/vg-analyse.py "$DOUT/valgrind.xml" >"$a" 2>&1; then
         fail_unreported "valgrind's report cannot be read: $(tail -1 "$a")" \
             vg_driver_invalid_access vg_driver_definitely_lost
         return
     fi
     cat "$a" >>"$DOUT/valgrind-summary.txt"
-    v() { awk -v k="$1" '$1 == k { print $2; exit }' "$a"; }
-    vg_result vg_driver_invalid_access "$([ "$(v driver_invalid)" = 0 ] && echo 1 || echo 0)" \
-        "$(v driver_invalid) in the driver, $(v all_invalid) in the process$(grep -m1 '^first_invalid' "$a" | sed 's/^first_invalid/; first:/')"
-    vg_result vg_driver_definitely_lost "$([ "$(v driver_lost_bytes)" = 0 ] && echo 1 || echo 0)" \
-        "$(v driver_lost_bytes) bytes in $(v driver_lost_blocks) blocks in the driver ($(v driver_possibly_bytes) possibly); process: $(v all_lost_bytes) definitely, $(v all_possibly_bytes) possibly$(grep -m1 '^first_leak' "$a" | sed 's/^first_leak/; first:/')"
+    vg_value() { awk -v k="$1" '$1 == k { print $2; exit }' "$a"; }
+    vg_result vg_driver_invalid_access "$([ "$(vg_value driver_invalid)" = 0 ] && echo 1 || echo 0)" \
+        "$(vg_value driver_invalid) in the driver, $(vg_value all_invalid) in the process$(grep -m1 '^first_invalid' "$a" | sed 's/^first_invalid/; first:/')"
+    vg_result vg_driver_definitely_lost "$([ "$(vg_value driver_lost_bytes)" = 0 ] && echo 1 || echo 0)" \
+        "$(vg_value driver_lost_bytes) bytes in $(vg_value driver_lost_blocks) blocks in the driver ($(vg_value driver_possibly_bytes) possibly); process: $(vg_value all_lost_bytes) definitely, $(vg_value all_possibly_bytes) possibly$(grep -m1 '^first_leak' "$a" | sed 's/^first_leak/; first:/')"
 }
 
 # the suite stops "its" pcscd afterwards: give it a plain one again
