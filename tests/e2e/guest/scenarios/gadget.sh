@@ -416,7 +416,10 @@ gd_run_simbank() {
     # 12 and rolled back every one that did not fit
     local t0
     t0=$SECONDS
-    while [ $((SECONDS - t0)) -lt 400 ]; do
+    tried=0
+    rolled=0
+    # (a hotplug thread still busy removing the sysmoOCTSIM takes none of them)
+    while [ "$stuck" = 0 ] && [ $((SECONDS - t0)) -lt 400 ]; do
         tried=$(gd_pcscd_log | grep -a -o 'Attempting startup of .*(GB-[0-9]*) [0-9]* 00 using' |
             grep -o '(GB-[0-9]*)' | sort -u | grep -c .)
         rolled=$(gd_pcscd_log | grep -a -o 'Attempting shutdown of .*(GB-[0-9]*) [0-9]* 00\.' |
@@ -424,11 +427,11 @@ gd_run_simbank() {
         [ "$tried" = 12 ] && [ "$rolled" = $((12 - expected / 8)) ] && break
         sleep 2
     done
-    timing simbank_pcscd_settled $(((SECONDS - t0) * 1000))
+    [ "$stuck" = 0 ] && timing simbank_pcscd_settled $(((SECONDS - t0) * 1000))
     listed=$(gd_names "$GD_B" | grep -c .)
     gd_names "" >"$DOUT/simbank_readers.txt"
     if [ "$stuck" = 1 ] && [ "$tried" = 0 ]; then
-        skip simbank_readers "pcscd tried none of them: its hotplug thread is still removing the sysmoOCTSIM"
+        skip simbank_readers "pcscd's hotplug thread is still removing the sysmoOCTSIM"
     elif [ "$listed" = "$expected" ] && [ "$expected" -gt 0 ] &&
         step simbank_apdu 30 "$CLIENT" apdu --reader "$(gd_names "$GD_B" | tail -1)" "$GD_SELECT=9000"; then
         pass simbank_readers "$expected slots of the SIMBANK in pcscd beside $others other readers; $rolled of 12 refused (16 contexts)"
