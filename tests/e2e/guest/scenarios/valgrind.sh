@@ -28,8 +28,10 @@
 #   vg_driver_invalid_access  memcheck errors (invalid read/write/free,
 #                         uninitialised values, bad syscall parameters) with a
 #                         frame in the driver's library: must be 0
-#   vg_driver_definitely_lost bytes definitely lost whose allocation stack
-#                         has a frame in the driver's library: must be 0
+#   vg_driver_definitely_lost bytes definitely lost that the driver's library
+#                         allocated (first frame past the allocator in the
+#                         library): must be 0; blocks lost inside libraries
+#                         it called (libusb, libudev) are listed beside
 # The figures (cycles, APDUs, per-cycle time, bytes lost in the driver and
 # in the whole process) are in the check details, in
 # $DOUT/valgrind-summary.txt, and the full report in $DOUT/valgrind.xml and
@@ -215,9 +217,12 @@ EOF
 # the report: memcheck errors and leaks, split into the driver's and the rest
 vg_write_analyser() {
     cat >/run/e2e/vg-analyse.py <<'EOF'
-"""Reads valgrind's XML report; prints KEY value lines: errors and bytes
-definitely lost with a frame in the driver's library (an object under an
-*.bundle directory), and the same for the whole process."""
+"""Reads valgrind's XML report; prints KEY value lines: memcheck errors
+with a frame in the driver's library (an object under an *.bundle
+directory), blocks definitely lost that the driver allocated itself (the
+first frame past the allocator is in the driver), blocks lost that a
+library called by the driver allocated (libusb, libudev), and the same
+totals for the whole process."""
 import sys
 import xml.etree.ElementTree as ET
 
@@ -226,35 +231,44 @@ ACCESS = {"InvalidRead", "InvalidWrite", "InvalidFree", "MismatchedFree", "Inval
           "FishyValue", "ClientCheck"}
 root = ET.parse(sys.argv[1]).getroot()
 c = {"driver_invalid": 0, "all_invalid": 0, "driver_lost_bytes": 0, "driver_lost_blocks": 0,
-     "all_lost_bytes": 0, "driver_possibly_bytes": 0, "all_possibly_bytes": 0}
+     "below_driver_lost_bytes": 0, "all_lost_bytes": 0, "driver_possibly_bytes": 0,
+     "all_possibly_bytes": 0}
 first = []
+
+
+def obj(f):
+    return f.findtext("obj") or ""
+
+
+def where(frames, n=8):
+    return " < ".join("%s %s:%s" % (f.findtext("fn") or "?", f.findtext("file") or obj(f).split("/")[-1],
+                                    f.findtext("line") or "?") for f in frames[:n])
+
+
 for err in root.iter("error"):
     kind = err.findtext("kind", "")
     frames = err.findall("./stack/frame")
-    in_driver = any(".bundle/" in (f.findtext("obj") or "") for f in frames)
-    count = int(err.findtext("count", "1") or 1)
+    in_driver = any(".bundle/" in obj(f) for f in frames)
     if kind in ACCESS:
         c["all_invalid"] += 1
         if in_driver:
             c["driver_invalid"] += 1
-            if len(first) < 5:
-                where = next(((f.findtext("fn") or "?") + " " + (f.findtext("file") or "")
-                              + ":" + (f.findtext("line") or "")
-                              for f in frames if ".bundle/" in (f.findtext("obj") or "")), "?")
-                first.append("first_invalid %s at %s" % (kind, where))
+            first.append("first_invalid %s at %s" % (kind, where(frames)))
     elif kind.startswith("Leak_"):
         nbytes = int(err.findtext("./xwhat/leakedbytes", "0") or 0)
         blocks = int(err.findtext("./xwhat/leakedblocks", "0") or 0)
+        # the allocating code: the first frame past valgrind's allocator
+        alloc = next((f for f in frames if "vgpreload" not in obj(f)), None)
+        own = alloc is not None and ".bundle/" in obj(alloc)
         if kind == "Leak_DefinitelyLost":
             c["all_lost_bytes"] += nbytes
-            if in_driver:
+            if in_driver and own:
                 c["driver_lost_bytes"] += nbytes
                 c["driver_lost_blocks"] += blocks
-                if len(first) < 5:
-                    where = " < ".join((f.findtext("fn") or "?") + " " + (f.findtext("file") or "?")
-                                       + ":" + (f.findtext("line") or "?")
-                                       for f in frames[:8])
-                    first.append("first_leak %d bytes from %s" % (nbytes, where))
+                first.append("first_leak %d bytes from %s" % (nbytes, where(frames)))
+            elif in_driver:
+                c["below_driver_lost_bytes"] += nbytes
+                first.append("first_below %d bytes from %s" % (nbytes, where(frames, 6)))
         elif kind == "Leak_PossiblyLost":
             c["all_possibly_bytes"] += nbytes
             if in_driver:
@@ -399,7 +413,7 @@ vg_report_leaks() {
     vg_result vg_driver_invalid_access "$([ "$(vg_value driver_invalid)" = 0 ] && echo 1 || echo 0)" \
         "$(vg_value driver_invalid) in the driver, $(vg_value all_invalid) in the process$(grep -m1 '^first_invalid' "$a" | sed 's/^first_invalid/; first:/')"
     vg_result vg_driver_definitely_lost "$([ "$(vg_value driver_lost_bytes)" = 0 ] && echo 1 || echo 0)" \
-        "$(vg_value driver_lost_bytes) bytes in $(vg_value driver_lost_blocks) blocks in the driver ($(vg_value driver_possibly_bytes) possibly); process: $(vg_value all_lost_bytes) definitely, $(vg_value all_possibly_bytes) possibly$(grep -m1 '^first_leak' "$a" | sed 's/^first_leak/; first:/')"
+        "$(vg_value driver_lost_bytes) bytes in $(vg_value driver_lost_blocks) blocks allocated by the driver; $(vg_value below_driver_lost_bytes) allocated by libraries it called$(grep -m1 '^first_below' "$a" | sed 's/^first_below [0-9]* bytes from/ (first:/; s/$/)/'); $(vg_value driver_possibly_bytes) possibly lost with a driver frame; process: $(vg_value all_lost_bytes) definitely, $(vg_value all_possibly_bytes) possibly$(grep -m1 '^first_leak' "$a" | sed 's/^first_leak/; first:/')"
 }
 
 # the suite stops "its" pcscd afterwards: give it a plain one again
